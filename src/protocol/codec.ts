@@ -1,0 +1,456 @@
+/**
+ * The stateless SBP/1 codec: one frame's fields to bytes and back (PROTOCOL.md sections 2 and 3).
+ * Pure and runtime-neutral (Uint8Array, DataView, TextEncoder/TextDecoder), so browsers use it too.
+ */
+import { ErrorCode, SbpError } from './errors.js';
+import {
+  type Direction,
+  type Frame,
+  FrameType,
+  ID_PATTERN,
+  isAllowedType,
+  PROTOCOL_VERSION,
+} from './frames.js';
+
+/** Largest integer a u64 field may carry: exact in a JS number (section 2). */
+export const MAX_U64 = Number.MAX_SAFE_INTEGER;
+const TWO_32 = 0x1_0000_0000;
+
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const utf8Encoder = new TextEncoder();
+
+function malformed(message: string): SbpError {
+  return new SbpError(ErrorCode.MALFORMED, message);
+}
+
+/** Reads one frame body; every read checks bounds so nothing is read past the frame. */
+class BodyReader {
+  private offset: number;
+  private readonly view: DataView;
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    start: number,
+  ) {
+    this.offset = start;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  private need(n: number, what: string): void {
+    if (this.offset + n > this.bytes.length) throw malformed(`frame ends inside ${what}`);
+  }
+
+  u8(what: string): number {
+    this.need(1, what);
+    return this.bytes[this.offset++]!;
+  }
+
+  u16(what: string): number {
+    this.need(2, what);
+    const v = this.view.getUint16(this.offset);
+    this.offset += 2;
+    return v;
+  }
+
+  u32(what: string): number {
+    this.need(4, what);
+    const v = this.view.getUint32(this.offset);
+    this.offset += 4;
+    return v;
+  }
+
+  u64(what: string): number {
+    this.need(8, what);
+    const hi = this.view.getUint32(this.offset);
+    const lo = this.view.getUint32(this.offset + 4);
+    this.offset += 8;
+    if (hi > 0x1f_ffff) throw malformed(`${what} is over 2^53-1`);
+    return hi * TWO_32 + lo;
+  }
+
+  str(what: string): string {
+    const len = this.u16(what);
+    this.need(len, what);
+    const start = this.offset;
+    this.offset += len;
+    return decodeUtf8(this.bytes, start, start + len, what);
+  }
+
+  id(what: string): string {
+    const s = this.str(what);
+    if (!ID_PATTERN.test(s)) throw malformed(`${what} is not a valid id`);
+    return s;
+  }
+
+  address(what: string): string {
+    const s = this.str(what);
+    const ok = s.startsWith('#') ? ID_PATTERN.test(s.slice(1)) : ID_PATTERN.test(s);
+    if (!ok) throw malformed(`${what} is not a valid address`);
+    return s;
+  }
+
+  group(what: string): string {
+    const s = this.address(what);
+    if (!s.startsWith('#')) throw malformed(`${what} must be a group address (#…)`);
+    return s;
+  }
+
+  /** A view into the frame, not a copy: the caller copies if it keeps it past the chunk. */
+  bytesField(what: string): Uint8Array {
+    const len = this.u32(what);
+    this.need(len, what);
+    const start = this.offset;
+    this.offset += len;
+    return this.bytes.subarray(start, start + len);
+  }
+
+  end(): void {
+    if (this.offset !== this.bytes.length) throw malformed('trailing bytes after the frame body');
+  }
+}
+
+/** Strict UTF-8 (no BOM stripping); pure ASCII, the common case for ids, skips TextDecoder. */
+function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: string): string {
+  let ascii = true;
+  for (let i = start; i < end; i++) {
+    if (bytes[i]! >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) {
+    return end - start <= 64
+      ? String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[])
+      : utf8Decoder.decode(bytes.subarray(start, end));
+  }
+  try {
+    return utf8Decoder.decode(bytes.subarray(start, end));
+  } catch {
+    throw malformed(`${what} is not valid UTF-8`);
+  }
+}
+
+/**
+ * Decodes one whole frame, given its bytes after the length prefix (type byte first).
+ * Applies checks 3–5 of section 2.3; throws SbpError.
+ */
+export function decodeFrameBody(body: Uint8Array, direction: Direction): Frame {
+  const type = body[0];
+  if (type === undefined) throw malformed('frame length is 0');
+  checkType(type, direction);
+  if (type === FrameType.HELLO) checkHelloVersion(body);
+  const r = new BodyReader(body, 1);
+  let frame: Frame;
+  switch (type) {
+    case FrameType.HELLO:
+      frame = {
+        type: 'HELLO',
+        version: r.u8('version'),
+        user: r.id('user'),
+        device: r.id('device'),
+        token: r.str('token'),
+        resumeAfter: r.u64('resumeAfter'),
+      };
+      break;
+    case FrameType.WELCOME:
+      frame = {
+        type: 'WELCOME',
+        version: r.u8('version'),
+        node: r.str('node'),
+        lastSeq: r.u64('lastSeq'),
+        ackedSeq: r.u64('ackedSeq'),
+        heartbeatMs: r.u32('heartbeatMs'),
+        maxPayload: r.u32('maxPayload'),
+        window: r.u32('window'),
+      };
+      break;
+    case FrameType.SEND: {
+      const clientMsgId = r.u64('clientMsgId');
+      if (clientMsgId === 0) throw malformed('clientMsgId must be > 0');
+      const flags = r.u8('flags');
+      if (flags & ~0x01) throw malformed('SEND flags has an undefined bit set');
+      frame = { type: 'SEND', clientMsgId, flags, to: r.address('to'), payload: r.bytesField('payload') };
+      break;
+    }
+    case FrameType.ACCEPTED: {
+      const clientMsgId = r.u64('clientMsgId');
+      const flags = r.u8('flags');
+      if (flags & ~0x01) throw malformed('ACCEPTED flags has an undefined bit set');
+      frame = { type: 'ACCEPTED', clientMsgId, flags, timestamp: r.u64('timestamp') };
+      break;
+    }
+    case FrameType.DELIVER:
+      frame = {
+        type: 'DELIVER',
+        seq: r.u64('seq'),
+        timestamp: r.u64('timestamp'),
+        from: r.id('from'),
+        fromDevice: r.id('fromDevice'),
+        clientMsgId: r.u64('clientMsgId'),
+        to: r.address('to'),
+        payload: r.bytesField('payload'),
+      };
+      break;
+    case FrameType.ACK:
+      frame = { type: 'ACK', seq: r.u64('seq') };
+      break;
+    case FrameType.PING:
+      frame = { type: 'PING', nonce: r.u64('nonce') };
+      break;
+    case FrameType.PONG:
+      frame = { type: 'PONG', nonce: r.u64('nonce') };
+      break;
+    case FrameType.WATCH:
+    case FrameType.UNWATCH: {
+      const count = r.u16('count');
+      const users: string[] = [];
+      for (let i = 0; i < count; i++) users.push(r.id('user'));
+      frame = type === FrameType.WATCH ? { type: 'WATCH', users } : { type: 'UNWATCH', users };
+      break;
+    }
+    case FrameType.PRESENCE: {
+      const user = r.id('user');
+      const online = r.u8('online');
+      if (online > 1) throw malformed('PRESENCE online must be 0 or 1');
+      frame = { type: 'PRESENCE', user, online, since: r.u64('since') };
+      break;
+    }
+    case FrameType.JOIN:
+      frame = { type: 'JOIN', ref: r.u64('ref'), group: r.group('group') };
+      break;
+    case FrameType.LEAVE:
+      frame = { type: 'LEAVE', ref: r.u64('ref'), group: r.group('group') };
+      break;
+    case FrameType.DONE:
+      frame = { type: 'DONE', ref: r.u64('ref') };
+      break;
+    case FrameType.RECEIPT:
+      frame = {
+        type: 'RECEIPT',
+        by: r.id('by'),
+        byDevice: r.id('byDevice'),
+        fromDevice: r.id('fromDevice'),
+        clientMsgId: r.u64('clientMsgId'),
+        timestamp: r.u64('timestamp'),
+      };
+      break;
+    case FrameType.ERROR:
+      frame = { type: 'ERROR', code: r.u16('code'), ref: r.u64('ref'), message: r.str('message') };
+      break;
+    case FrameType.BYE:
+      frame = { type: 'BYE', code: r.u16('code'), reason: r.str('reason') };
+      break;
+    default:
+      throw new SbpError(ErrorCode.PROTOCOL_VIOLATION, `unknown frame type 0x${type.toString(16)}`);
+  }
+  r.end();
+  return frame;
+}
+
+/** Check 3: a type unknown to v1, or not allowed in this direction. */
+export function checkType(type: number, direction: Direction): void {
+  if (!isAllowedType(type, direction)) {
+    throw new SbpError(
+      ErrorCode.PROTOCOL_VIOLATION,
+      `frame type 0x${type.toString(16).padStart(2, '0')} is not allowed ${direction === 'clientToServer' ? 'from a client' : 'from a server'}`,
+    );
+  }
+}
+
+/** Check 4: HELLO's version byte, before anything else of its body is decoded. */
+export function checkHelloVersion(body: Uint8Array): void {
+  const version = body[1];
+  if (version !== undefined && version !== PROTOCOL_VERSION) {
+    throw new SbpError(
+      ErrorCode.UNSUPPORTED_VERSION,
+      `protocol version ${version} is not supported (this is SBP/1)`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------- encoding
+
+/** Writes one frame into a buffer sized exactly from its fields. */
+class FrameWriter {
+  readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  private offset = 0;
+
+  constructor(size: number) {
+    this.bytes = new Uint8Array(size);
+    this.view = new DataView(this.bytes.buffer);
+  }
+
+  u8(v: number): void {
+    this.bytes[this.offset++] = v;
+  }
+  u16(v: number): void {
+    this.view.setUint16(this.offset, v);
+    this.offset += 2;
+  }
+  u32(v: number): void {
+    this.view.setUint32(this.offset, v);
+    this.offset += 4;
+  }
+  u64(v: number): void {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`u64 field out of range: ${v}`);
+    this.view.setUint32(this.offset, Math.floor(v / TWO_32));
+    this.view.setUint32(this.offset + 4, v >>> 0);
+    this.offset += 8;
+  }
+  /** Strings are pre-encoded (see strBytes) so the frame size is known before writing. */
+  str(encoded: Uint8Array): void {
+    this.u16(encoded.length);
+    this.bytes.set(encoded, this.offset);
+    this.offset += encoded.length;
+  }
+  raw(b: Uint8Array): void {
+    this.u32(b.length);
+    this.bytes.set(b, this.offset);
+    this.offset += b.length;
+  }
+}
+
+function strBytes(s: string): Uint8Array {
+  const b = utf8Encoder.encode(s);
+  if (b.length > 0xffff) throw new RangeError('string field longer than 65535 bytes');
+  return b;
+}
+
+/** Encodes a frame: u32 length · u8 type · body. */
+export function encodeFrame(frame: Frame): Uint8Array {
+  switch (frame.type) {
+    case 'HELLO': {
+      const user = strBytes(frame.user);
+      const device = strBytes(frame.device);
+      const token = strBytes(frame.token);
+      const w = start(FrameType.HELLO, 1 + 2 + user.length + 2 + device.length + 2 + token.length + 8);
+      w.u8(frame.version);
+      w.str(user);
+      w.str(device);
+      w.str(token);
+      w.u64(frame.resumeAfter);
+      return w.bytes;
+    }
+    case 'WELCOME': {
+      const node = strBytes(frame.node);
+      const w = start(FrameType.WELCOME, 1 + 2 + node.length + 8 + 8 + 4 + 4 + 4);
+      w.u8(frame.version);
+      w.str(node);
+      w.u64(frame.lastSeq);
+      w.u64(frame.ackedSeq);
+      w.u32(frame.heartbeatMs);
+      w.u32(frame.maxPayload);
+      w.u32(frame.window);
+      return w.bytes;
+    }
+    case 'SEND': {
+      const to = strBytes(frame.to);
+      const w = start(FrameType.SEND, 8 + 1 + 2 + to.length + 4 + frame.payload.length);
+      w.u64(frame.clientMsgId);
+      w.u8(frame.flags);
+      w.str(to);
+      w.raw(frame.payload);
+      return w.bytes;
+    }
+    case 'ACCEPTED': {
+      const w = start(FrameType.ACCEPTED, 8 + 1 + 8);
+      w.u64(frame.clientMsgId);
+      w.u8(frame.flags);
+      w.u64(frame.timestamp);
+      return w.bytes;
+    }
+    case 'DELIVER': {
+      const from = strBytes(frame.from);
+      const fromDevice = strBytes(frame.fromDevice);
+      const to = strBytes(frame.to);
+      const w = start(
+        FrameType.DELIVER,
+        8 + 8 + 2 + from.length + 2 + fromDevice.length + 8 + 2 + to.length + 4 + frame.payload.length,
+      );
+      w.u64(frame.seq);
+      w.u64(frame.timestamp);
+      w.str(from);
+      w.str(fromDevice);
+      w.u64(frame.clientMsgId);
+      w.str(to);
+      w.raw(frame.payload);
+      return w.bytes;
+    }
+    case 'ACK':
+      return u64Frame(FrameType.ACK, frame.seq);
+    case 'PING':
+      return u64Frame(FrameType.PING, frame.nonce);
+    case 'PONG':
+      return u64Frame(FrameType.PONG, frame.nonce);
+    case 'DONE':
+      return u64Frame(FrameType.DONE, frame.ref);
+    case 'WATCH':
+    case 'UNWATCH': {
+      const users = frame.users.map(strBytes);
+      const w = start(
+        frame.type === 'WATCH' ? FrameType.WATCH : FrameType.UNWATCH,
+        2 + users.reduce((n, u) => n + 2 + u.length, 0),
+      );
+      w.u16(users.length);
+      for (const u of users) w.str(u);
+      return w.bytes;
+    }
+    case 'PRESENCE': {
+      const user = strBytes(frame.user);
+      const w = start(FrameType.PRESENCE, 2 + user.length + 1 + 8);
+      w.str(user);
+      w.u8(frame.online);
+      w.u64(frame.since);
+      return w.bytes;
+    }
+    case 'JOIN':
+    case 'LEAVE': {
+      const group = strBytes(frame.group);
+      const w = start(frame.type === 'JOIN' ? FrameType.JOIN : FrameType.LEAVE, 8 + 2 + group.length);
+      w.u64(frame.ref);
+      w.str(group);
+      return w.bytes;
+    }
+    case 'RECEIPT': {
+      const by = strBytes(frame.by);
+      const byDevice = strBytes(frame.byDevice);
+      const fromDevice = strBytes(frame.fromDevice);
+      const w = start(FrameType.RECEIPT, 2 + by.length + 2 + byDevice.length + 2 + fromDevice.length + 8 + 8);
+      w.str(by);
+      w.str(byDevice);
+      w.str(fromDevice);
+      w.u64(frame.clientMsgId);
+      w.u64(frame.timestamp);
+      return w.bytes;
+    }
+    case 'ERROR': {
+      const message = strBytes(frame.message);
+      const w = start(FrameType.ERROR, 2 + 8 + 2 + message.length);
+      w.u16(frame.code);
+      w.u64(frame.ref);
+      w.str(message);
+      return w.bytes;
+    }
+    case 'BYE': {
+      const reason = strBytes(frame.reason);
+      const w = start(FrameType.BYE, 2 + 2 + reason.length);
+      w.u16(frame.code);
+      w.str(reason);
+      return w.bytes;
+    }
+  }
+}
+
+function start(type: number, bodySize: number): FrameWriter {
+  const w = new FrameWriter(4 + 1 + bodySize);
+  w.u32(1 + bodySize);
+  w.u8(type);
+  return w;
+}
+
+function u64Frame(type: number, v: number): Uint8Array {
+  const w = start(type, 8);
+  w.u64(v);
+  return w.bytes;
+}

@@ -1,0 +1,133 @@
+/**
+ * Incremental SBP/1 frame decoder: bytes in (split anywhere), frames out. Owns no socket and no timer.
+ *
+ * States: HEADER (collecting the 4 length bytes) and BODY (collecting `length` bytes). The length is
+ * checked against the current limit from the header alone, so an oversize frame is rejected before a
+ * single body byte is buffered; a body is buffered only up to that limit. Checks 3 and 4 of
+ * PROTOCOL.md section 2.3 run as soon as the type and version bytes arrive.
+ *
+ * After the first error the decoder is dead: every later push throws the same error.
+ */
+import { checkHelloVersion, checkType, decodeFrameBody } from './codec.js';
+import { ErrorCode, SbpError } from './errors.js';
+import { type Direction, type Frame, FrameType } from './frames.js';
+
+export interface DecoderLimits {
+  /** Largest `length` accepted for the first frame of the stream (a server's HELLO: 4 096). */
+  firstFrame: number;
+  /** Largest `length` accepted from the second frame on (maxFrame). */
+  frame: number;
+}
+
+enum State {
+  Header,
+  Body,
+}
+
+export class FrameDecoder {
+  private state = State.Header;
+  private readonly header = new Uint8Array(4);
+  private headerFill = 0;
+  private body: Uint8Array | null = null;
+  private bodyFill = 0;
+  private bodyLength = 0;
+  private framesSeen = 0;
+  private failed: SbpError | null = null;
+
+  constructor(
+    private readonly direction: Direction,
+    private limits: DecoderLimits,
+  ) {}
+
+  /** Changes the limits (a client learns maxFrame from WELCOME). */
+  setLimits(limits: DecoderLimits): void {
+    this.limits = limits;
+  }
+
+  /** Bytes of an unfinished frame are buffered; true while one is. */
+  get midFrame(): boolean {
+    return this.headerFill > 0 || this.state === State.Body;
+  }
+
+  /**
+   * Feeds a chunk; calls `onFrame` for every complete frame in order, then throws SbpError at the first
+   * invalid one (frames before it have been delivered). Payloads of frames wholly inside `chunk` are
+   * views into it, not copies.
+   */
+  push(chunk: Uint8Array, onFrame: (frame: Frame) => void): void {
+    if (this.failed) throw this.failed;
+    try {
+      this.consume(chunk, onFrame);
+    } catch (err) {
+      if (err instanceof SbpError) this.failed = err;
+      throw err;
+    }
+  }
+
+  private consume(chunk: Uint8Array, onFrame: (frame: Frame) => void): void {
+    let off = 0;
+    const end = chunk.length;
+    while (off < end) {
+      if (this.state === State.Header) {
+        let length: number;
+        if (this.headerFill === 0 && end - off >= 4) {
+          length =
+            ((chunk[off]! << 24) | (chunk[off + 1]! << 16) | (chunk[off + 2]! << 8) | chunk[off + 3]!) >>> 0;
+          off += 4;
+        } else {
+          while (this.headerFill < 4 && off < end) this.header[this.headerFill++] = chunk[off++]!;
+          if (this.headerFill < 4) return;
+          const h = this.header;
+          length = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+          this.headerFill = 0;
+        }
+        this.checkLength(length);
+        if (end - off >= length) {
+          // Fast path: the whole body is in this chunk; decode it in place.
+          const body = chunk.subarray(off, off + length);
+          off += length;
+          this.emit(body, onFrame);
+          continue;
+        }
+        this.state = State.Body;
+        this.bodyLength = length;
+        this.body = new Uint8Array(length);
+        this.bodyFill = 0;
+      }
+      const n = Math.min(this.bodyLength - this.bodyFill, end - off);
+      const before = this.bodyFill;
+      this.body!.set(chunk.subarray(off, off + n), this.bodyFill);
+      this.bodyFill += n;
+      off += n;
+      this.earlyChecks(before);
+      if (this.bodyFill === this.bodyLength) {
+        const body = this.body!;
+        this.body = null;
+        this.state = State.Header;
+        this.emit(body, onFrame);
+      }
+    }
+  }
+
+  /** Checks 1 and 2: from the 4 header bytes alone. */
+  private checkLength(length: number): void {
+    if (length === 0) throw new SbpError(ErrorCode.MALFORMED, 'frame length is 0');
+    const limit = this.framesSeen === 0 ? this.limits.firstFrame : this.limits.frame;
+    if (length > limit) {
+      throw new SbpError(ErrorCode.FRAME_TOO_LARGE, `frame of ${length} bytes is over the limit of ${limit}`);
+    }
+  }
+
+  /** Checks 3 and 4 as soon as the type (and HELLO's version) byte is buffered. */
+  private earlyChecks(filledBefore: number): void {
+    const body = this.body!;
+    if (filledBefore === 0 && this.bodyFill >= 1) checkType(body[0]!, this.direction);
+    if (filledBefore < 2 && this.bodyFill >= 2 && body[0] === FrameType.HELLO) checkHelloVersion(body);
+  }
+
+  private emit(body: Uint8Array, onFrame: (frame: Frame) => void): void {
+    const frame = decodeFrameBody(body, this.direction);
+    this.framesSeen++;
+    onFrame(frame);
+  }
+}

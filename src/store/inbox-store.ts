@@ -1,0 +1,88 @@
+/**
+ * The InboxStore interface: everything the server keeps durably about users' inboxes.
+ * Sessions never touch a store directly; the router does. Every backend (SQLite now, Redis later)
+ * passes the same conformance suite (test/store/conformance.ts).
+ *
+ * All methods are async so that networked backends fit; a backend batches the calls made during
+ * one event-loop tick into one commit, and a promise resolves only once its write is durable.
+ */
+
+/** One message as stored in one user's inbox. */
+export interface StoredMessage {
+  /** Position in the owner's inbox: 1, 2, 3, … gap-free, never reused. */
+  seq: number;
+  /** Server time in ms since the epoch, the same for every copy of a message. */
+  timestamp: number;
+  from: string;
+  fromDevice: string;
+  clientMsgId: number;
+  /** The address as sent: the peer's user id for a direct message, `#group` for a group one. */
+  to: string;
+  payload: Uint8Array;
+}
+
+export interface AppendRequest {
+  /** The user whose inbox receives this copy. */
+  inbox: string;
+  from: string;
+  fromDevice: string;
+  clientMsgId: number;
+  to: string;
+  payload: Uint8Array;
+  /** Timestamp to store if this copy is new; a duplicate keeps its original. */
+  timestamp: number;
+}
+
+export type AppendResult =
+  /** Stored now with this seq. */
+  | { status: 'stored'; seq: number; timestamp: number }
+  /** Already stored (same inbox, from, fromDevice, clientMsgId): nothing written. */
+  | { status: 'duplicate'; seq: number; timestamp: number }
+  /** The inbox is at its message or byte cap: nothing written. */
+  | { status: 'full' };
+
+export interface DeviceState {
+  /** Highest seq stored in the user's inbox so far (0 for a new inbox). */
+  lastSeq: number;
+  /** Highest seq this device has acknowledged (0 for a new device). */
+  ackedSeq: number;
+}
+
+export interface InboxCaps {
+  maxMessages: number;
+  maxBytes: number;
+  retentionMs: number;
+}
+
+export interface InboxStore {
+  /**
+   * Appends copies, each deduplicated in its own inbox by (from, fromDevice, clientMsgId).
+   * Requests to one inbox get ascending seqs in array order, and calls made in order are stored in
+   * order. Resolves once every stored copy is durable (per the configured durability).
+   */
+  append(requests: readonly AppendRequest[]): Promise<AppendResult[]>;
+  /** Registers a device as seen at `now` (a completed HELLO) and returns its cursor and the inbox head. */
+  openDevice(user: string, device: string, now: number): Promise<DeviceState>;
+  /** Messages with seq > afterSeq in seq order, at most `limit`. Purged messages are skipped. */
+  read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]>;
+  /** Moves the device's cursor forward to `seq` (never back). */
+  ack(user: string, device: string, seq: number): Promise<void>;
+  /** Highest seq stored for the user (0 when none). */
+  lastSeq(user: string): Promise<number>;
+  /**
+   * One bounded step of the retention sweep at time `now`: removes at most `maxMessages` messages that
+   * are older than the retention period or acknowledged by every device seen within it. Returns how
+   * many it removed (0 = nothing left to do now).
+   */
+  purge(now: number, maxMessages: number): Promise<number>;
+  /** Commits what is pending and releases the engine. */
+  close(): Promise<void>;
+}
+
+/** Raised by a backend that cannot reach its engine: the session answers STORE_UNAVAILABLE. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
