@@ -1,0 +1,469 @@
+/**
+ * One client connection: the session state machine of PROTOCOL.md section 4
+ * (awaitHello → opening → live → closed), one handler per frame type, and the delivery pump that
+ * replays the inbox "in a row" and then streams live messages within the flow-control window.
+ */
+import type { Logger } from 'pino';
+import {
+  type AckFrame,
+  type ClientFrame,
+  ErrorCode,
+  type ErrorCodeValue,
+  encodeFrame,
+  errorName,
+  type Frame,
+  FrameDecoder,
+  type HelloFrame,
+  PROTOCOL_VERSION,
+  SbpError,
+  SEND_FLAG_EPHEMERAL,
+  type SendFrame,
+} from '../protocol/index.js';
+import type { StoredMessage } from '../store/inbox-store.js';
+import type { Connection, ConnectionHandler } from '../transport/connection.js';
+import type { Authenticator } from './auth.js';
+import type { Limits } from './limits.js';
+import { type RoutedSession, type Router, storeError } from './router.js';
+import type { TimerEntry, TimerWheel } from './timer-wheel.js';
+
+/** What every session of a worker shares. */
+export interface SessionContext {
+  readonly limits: Limits;
+  readonly router: Router;
+  readonly wheel: TimerWheel;
+  readonly auth: Authenticator;
+  readonly log: Logger;
+  /** WELCOME's `node`: the name of this server process. */
+  readonly nodeName: string;
+  /** Called once when the session's connection is gone. */
+  onSessionClosed(session: Session): void;
+  /** Counts close reasons (logged once per connection). */
+  countClose(reason: string): void;
+}
+
+enum State {
+  AwaitHello,
+  Opening,
+  Live,
+  Closing,
+  Closed,
+}
+
+/** Why a connection ended, for the one log line and the counters. */
+export type CloseReason = string;
+
+export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
+  user = '';
+  device = '';
+  timerDeadline = 0;
+  timerSlot = -1;
+
+  private state = State.AwaitHello;
+  private readonly decoder: FrameDecoder;
+  /** Frames that arrived after HELLO, handled in order after WELCOME. */
+  private queued: Frame[] | null = null;
+  private lastFrameAt: number;
+
+  // Delivery: one ascending sequence per session.
+  /** Highest seq known stored in the user's inbox. */
+  private lastKnownSeq = 0;
+  /** Highest seq written (or skipped as purged) on this session. */
+  private sentSeq = 0;
+  /** The device's cursor. */
+  private ackedSeq = 0;
+  /** Seqs DELIVERed and not yet covered by an ACK, ascending. */
+  private inflight: number[] = [];
+  private reading = false;
+  private writeBlocked = false;
+
+  // Backpressure toward a client that floods.
+  private pendingSends = 0;
+  private readPaused = false;
+
+  // Rate limit (token bucket), only when configured.
+  private tokens = 0;
+  private tokensAt = 0;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly ctx: SessionContext,
+  ) {
+    this.decoder = new FrameDecoder('clientToServer', {
+      firstFrame: ctx.limits.maxHelloFrame,
+      frame: ctx.limits.maxFrame,
+    });
+    this.lastFrameAt = ctx.wheel.now;
+    ctx.wheel.schedule(this, ctx.wheel.now + ctx.limits.handshakeTimeoutMs);
+    conn.attach(this);
+  }
+
+  get remote(): string {
+    return this.conn.remote;
+  }
+
+  get live(): boolean {
+    return this.state === State.Live;
+  }
+
+  // ------------------------------------------------------------ connection events
+
+  onData(chunk: Uint8Array): void {
+    if (this.state >= State.Closing) return;
+    try {
+      this.decoder.push(chunk, this.onFrame);
+    } catch (err) {
+      if (err instanceof SbpError) this.fail(err.code, err.message);
+      else this.internalError(err);
+    }
+  }
+
+  onDrain(): void {
+    if (this.writeBlocked) {
+      this.writeBlocked = false;
+      this.pump();
+    }
+    this.maybeResumeReading();
+  }
+
+  onClose(): void {
+    if (this.state !== State.Closing) this.ctx.countClose('peer closed');
+    this.state = State.Closed;
+    this.ctx.wheel.cancel(this);
+    if (this.user) this.ctx.router.unregister(this);
+    this.inflight = [];
+    this.queued = null;
+    this.ctx.onSessionClosed(this);
+  }
+
+  /** Timer wheel: the handshake deadline, the idle timeout, or the close grace. */
+  onTimer(now: number): void {
+    switch (this.state) {
+      case State.AwaitHello:
+      case State.Opening:
+        this.fail(
+          ErrorCode.HANDSHAKE_TIMEOUT,
+          `no complete HELLO within ${this.ctx.limits.handshakeTimeoutMs} ms`,
+        );
+        return;
+      case State.Live: {
+        const deadline = this.lastFrameAt + 2 * this.ctx.limits.heartbeatMs;
+        if (now >= deadline)
+          this.fail(ErrorCode.IDLE_TIMEOUT, `no frame for ${2 * this.ctx.limits.heartbeatMs} ms`);
+        else this.ctx.wheel.schedule(this, deadline);
+        return;
+      }
+      case State.Closing:
+        this.conn.destroy();
+        return;
+      case State.Closed:
+        return;
+    }
+  }
+
+  // ------------------------------------------------------------ frames
+
+  private readonly onFrame = (frame: Frame): void => {
+    if (this.state >= State.Closing) return;
+    this.lastFrameAt = this.ctx.wheel.now;
+    if (this.state === State.Live) {
+      this.dispatch(frame as ClientFrame);
+    } else if (this.state === State.AwaitHello) {
+      if (frame.type !== 'HELLO') {
+        this.fail(ErrorCode.PROTOCOL_VIOLATION, `the first frame must be HELLO, not ${frame.type}`);
+        return;
+      }
+      this.state = State.Opening;
+      this.queued = [];
+      this.hello(frame).catch((err) => this.internalError(err));
+    } else {
+      this.queued!.push(frame);
+    }
+  };
+
+  /** One handler per frame type. */
+  private dispatch(frame: ClientFrame): void {
+    switch (frame.type) {
+      case 'SEND':
+        this.onSend(frame);
+        return;
+      case 'ACK':
+        this.onAck(frame);
+        return;
+      case 'PING':
+        this.write(encodeFrame({ type: 'PONG', nonce: frame.nonce }));
+        return;
+      case 'PONG':
+        return;
+      case 'BYE':
+        this.close('client said BYE');
+        return;
+      case 'HELLO':
+        this.fail(ErrorCode.PROTOCOL_VIOLATION, 'HELLO after WELCOME');
+        return;
+      case 'WATCH':
+      case 'UNWATCH':
+        // Presence arrives with the messaging-features work; until then WATCH is accepted and silent.
+        return;
+      case 'JOIN':
+      case 'LEAVE':
+        this.requestError(
+          ErrorCode.INVALID_ADDRESS,
+          frame.ref,
+          'groups are not available on this server yet',
+        );
+        return;
+    }
+  }
+
+  private async hello(frame: HelloFrame): Promise<void> {
+    const { auth, router, limits } = this.ctx;
+    if (!(await auth.verify(frame.user, frame.token))) {
+      this.fail(ErrorCode.UNAUTHORIZED, 'the token is missing, invalid, expired or not for this user');
+      return;
+    }
+    if (this.state !== State.Opening) return;
+    this.user = frame.user;
+    this.device = frame.device;
+    // Registered before the store is read, so no message stored meanwhile is missed (offer() records it).
+    router.register(this);
+    let device: { lastSeq: number; ackedSeq: number };
+    try {
+      device = await router.store.openDevice(frame.user, frame.device, Date.now());
+    } catch (err) {
+      this.ctx.log.warn({ err, user: frame.user }, 'store unavailable during HELLO');
+      const retry = 1000 + Math.floor(Math.random() * 4000);
+      this.fail(ErrorCode.STORE_UNAVAILABLE, 'the message store is unavailable, retry later', retry);
+      return;
+    }
+    if (this.state !== State.Opening) return;
+    this.lastKnownSeq = Math.max(this.lastKnownSeq, device.lastSeq);
+    this.ackedSeq = device.ackedSeq;
+    // Replay starts after max(resumeAfter, ackedSeq); a resumeAfter above lastSeq counts as lastSeq.
+    this.sentSeq = Math.max(Math.min(frame.resumeAfter, device.lastSeq), device.ackedSeq);
+    this.write(
+      encodeFrame({
+        type: 'WELCOME',
+        version: PROTOCOL_VERSION,
+        node: this.ctx.nodeName,
+        lastSeq: device.lastSeq,
+        ackedSeq: device.ackedSeq,
+        heartbeatMs: limits.heartbeatMs,
+        maxPayload: limits.maxPayload,
+        window: limits.window,
+      }),
+    );
+    this.state = State.Live;
+    this.ctx.wheel.schedule(this, this.lastFrameAt + 2 * limits.heartbeatMs);
+    const queued = this.queued!;
+    this.queued = null;
+    for (const f of queued) {
+      if (this.state !== State.Live) return;
+      this.dispatch(f as ClientFrame);
+    }
+    this.pump();
+  }
+
+  private onSend(frame: SendFrame): void {
+    const { limits, router } = this.ctx;
+    if (frame.payload.length > limits.maxPayload) {
+      this.requestError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        frame.clientMsgId,
+        `payload of ${frame.payload.length} bytes is over the limit of ${limits.maxPayload}`,
+      );
+      return;
+    }
+    if (frame.to.startsWith('#')) {
+      this.requestError(ErrorCode.INVALID_ADDRESS, frame.clientMsgId, `group ${frame.to} does not exist`);
+      return;
+    }
+    if (limits.rateLimitPerSecond > 0 && !this.takeToken()) {
+      this.requestError(
+        ErrorCode.RATE_LIMITED,
+        frame.clientMsgId,
+        `over ${limits.rateLimitPerSecond} messages/s`,
+      );
+      return;
+    }
+    if (frame.flags & SEND_FLAG_EPHEMERAL) {
+      router.sendEphemeral(this, frame);
+      return;
+    }
+    this.pendingSends++;
+    if (this.pendingSends >= limits.maxPendingSends) this.pauseReading();
+    router.sendDirect(this, frame).then(
+      (accepted) => {
+        this.pendingSends--;
+        if (this.state === State.Live) this.write(encodeFrame(accepted));
+        this.maybeResumeReading();
+      },
+      (err) => {
+        this.pendingSends--;
+        const e = storeError(err, frame.clientMsgId);
+        if (e.code === ErrorCode.STORE_UNAVAILABLE)
+          this.ctx.log.warn({ err, user: this.user }, 'append failed');
+        if (this.state === State.Live) this.requestError(e.code, frame.clientMsgId, e.message);
+        this.maybeResumeReading();
+      },
+    );
+  }
+
+  private onAck(frame: AckFrame): void {
+    // Above what this session could have seen: PROTOCOL.md section 5, DELIVER → ACK.
+    if (frame.seq > Math.max(this.sentSeq, this.ackedSeq)) {
+      this.fail(
+        ErrorCode.PROTOCOL_VIOLATION,
+        `ACK ${frame.seq} is above the highest seq delivered (${this.sentSeq})`,
+      );
+      return;
+    }
+    if (frame.seq <= this.ackedSeq) return;
+    this.ackedSeq = frame.seq;
+    let i = 0;
+    while (i < this.inflight.length && this.inflight[i]! <= frame.seq) i++;
+    if (i > 0) this.inflight.splice(0, i);
+    this.ctx.router.store.ack(this.user, this.device, frame.seq).catch((err) => {
+      // Kept in memory (ackedSeq); at worst the messages are delivered again (at-least-once).
+      this.ctx.log.warn({ err, user: this.user }, 'ack not written');
+    });
+    this.pump();
+  }
+
+  private takeToken(): boolean {
+    const rate = this.ctx.limits.rateLimitPerSecond;
+    const now = this.ctx.wheel.now;
+    this.tokens = Math.min(rate, this.tokens + ((now - this.tokensAt) * rate) / 1000);
+    this.tokensAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  // ------------------------------------------------------------ delivery
+
+  /** Router: a message was stored in this user's inbox. Written at once when this session is caught up. */
+  offer(message: StoredMessage, deliverBytes: Uint8Array): void {
+    if (
+      this.state === State.Live &&
+      !this.reading &&
+      !this.writeBlocked &&
+      this.sentSeq === this.lastKnownSeq &&
+      message.seq === this.sentSeq + 1 &&
+      this.inflight.length < this.ctx.limits.window
+    ) {
+      this.lastKnownSeq = message.seq;
+      this.deliver(message.seq, deliverBytes);
+      return;
+    }
+    if (message.seq > this.lastKnownSeq) this.lastKnownSeq = message.seq;
+    this.pump();
+  }
+
+  offerEphemeral(deliverBytes: Uint8Array): void {
+    // Outside the window and the seq sequence; dropped for a socket that is not draining.
+    if (this.state === State.Live && !this.writeBlocked) this.write(deliverBytes);
+  }
+
+  replaced(): void {
+    this.fail(ErrorCode.SESSION_REPLACED, 'another session of this device connected');
+  }
+
+  private deliver(seq: number, bytes: Uint8Array): void {
+    this.sentSeq = seq;
+    this.inflight.push(seq);
+    this.write(bytes);
+  }
+
+  /** Fills the window from the inbox: the replay "in a row", and catching up after backpressure. */
+  private pump(): void {
+    if (this.state !== State.Live || this.reading || this.writeBlocked) return;
+    const room = this.ctx.limits.window - this.inflight.length;
+    if (room <= 0 || this.sentSeq >= this.lastKnownSeq) return;
+    this.reading = true;
+    const after = this.sentSeq;
+    this.ctx.router.store.read(this.user, after, Math.min(room, this.ctx.limits.replayPageSize)).then(
+      (messages) => {
+        this.reading = false;
+        if (this.state !== State.Live || this.sentSeq !== after) return;
+        if (messages.length === 0) {
+          // Everything up to lastKnownSeq was purged (expired or acknowledged by every device).
+          this.sentSeq = this.lastKnownSeq;
+          return;
+        }
+        for (const m of messages) {
+          this.deliver(m.seq, encodeFrame({ type: 'DELIVER', ...m }));
+          if (m.seq > this.lastKnownSeq) this.lastKnownSeq = m.seq;
+        }
+        this.pump();
+      },
+      (err) => {
+        this.reading = false;
+        this.ctx.log.warn({ err, user: this.user }, 'replay read failed; retrying');
+        setTimeout(() => this.pump(), 1000).unref();
+      },
+    );
+  }
+
+  // ------------------------------------------------------------ writing and closing
+
+  /**
+   * Over the socket's high-water mark the session stops delivering and stops reading the client
+   * (whose requests would only add answers to a buffer it is not draining) until 'drain'.
+   */
+  private write(bytes: Uint8Array): void {
+    if (!this.conn.send(bytes) && this.state === State.Live) {
+      this.writeBlocked = true;
+      this.pauseReading();
+    }
+  }
+
+  private requestError(code: ErrorCodeValue, ref: number, message: string): void {
+    this.write(encodeFrame({ type: 'ERROR', code, ref, message }));
+  }
+
+  /** A fatal ERROR: written, then FIN; destroyed if still open after the close grace. Logged once. */
+  fail(code: ErrorCodeValue, message: string, ref = 0): void {
+    if (this.state >= State.Closing) return;
+    const reason = errorName(code);
+    this.ctx.log.info(
+      { remote: this.conn.remote, user: this.user || undefined, code: reason, message },
+      'closing',
+    );
+    this.ctx.countClose(reason);
+    this.conn.send(encodeFrame({ type: 'ERROR', code, ref, message }));
+    this.beginClose();
+  }
+
+  /** Closes without an ERROR (BYE from the client, or the server's own shutdown after SHUTTING_DOWN). */
+  close(reason: CloseReason): void {
+    if (this.state >= State.Closing) return;
+    this.ctx.log.debug({ remote: this.conn.remote, user: this.user || undefined, reason }, 'closing');
+    this.ctx.countClose(reason);
+    this.beginClose();
+  }
+
+  private beginClose(): void {
+    this.state = State.Closing;
+    this.conn.end();
+    this.ctx.wheel.schedule(this, this.ctx.wheel.now + this.ctx.limits.closeGraceMs);
+  }
+
+  private internalError(err: unknown): void {
+    this.ctx.log.error({ err, remote: this.conn.remote }, 'internal error in session');
+    this.fail(ErrorCode.INTERNAL, 'internal server error');
+  }
+
+  private pauseReading(): void {
+    if (!this.readPaused) {
+      this.readPaused = true;
+      this.conn.pause();
+    }
+  }
+
+  private maybeResumeReading(): void {
+    if (this.readPaused && !this.writeBlocked && this.pendingSends < this.ctx.limits.maxPendingSends / 2) {
+      this.readPaused = false;
+      this.conn.resume();
+    }
+  }
+}

@@ -1,0 +1,715 @@
+/**
+ * The embedded InboxStore: SQLite through better-sqlite3, one database file per shard
+ * (`<dir>/shard-00.db` …), users mapped to shards by `shardOf` (shard.ts). A process opens the shards
+ * it owns (its users' home shards); nothing is shared between shard files.
+ *
+ * Writes (append, ack, openDevice) are queued and committed together: one IMMEDIATE transaction per
+ * shard per event-loop tick (on setImmediate), and a promise resolves only after its shard's COMMIT.
+ * Every shard file is in WAL mode: `durability: 'normal'` runs `synchronous=NORMAL` (a commit is in the
+ * OS's hands when COMMIT returns, so it survives kill -9 of the process, not a power cut), `'full'` runs
+ * `synchronous=FULL` (one fsync of the WAL per commit batch, so it also survives power loss).
+ *
+ * Data format (schema version 1, in PRAGMA user_version; `meta` records the shard index and count):
+ * - `inbox`: one row per user — `last_seq` (highest seq ever assigned, so seqs are never reused),
+ *   `count`/`bytes` of the kept messages (for the caps), and `purged_through`: every seq at or below it
+ *   has been removed as acknowledged.
+ * - `message`: one row per stored copy, keyed by (user, seq), payload last so that the other columns are
+ *   read without touching its overflow pages. Dedupe uses the same rows (unique index on user, sender,
+ *   sender_device, client_msg_id): a message removed because every recent device acknowledged it stays
+ *   as a *tombstone* (payload NULL) until it is older than the retention period, when the row goes for
+ *   good. A message can never outlive its retention, and its id only needs remembering that long, so one
+ *   row and one ts index serve both, and an append costs one insert instead of two.
+ *   Tombstones all have seq ≤ `purged_through`, so reads start past them.
+ * - `device`: one row per (user, device) — `acked_seq` (the cursor), `last_seen` (last HELLO) and
+ *   `ack_pending`, set when an ack may let the retention sweep remove messages (a partial index lists
+ *   exactly those users, so the sweep never scans inboxes that have nothing to do).
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import {
+  type AppendRequest,
+  type AppendResult,
+  type DeviceState,
+  type InboxCaps,
+  type InboxStore,
+  type StoredMessage,
+  StoreUnavailableError,
+} from './inbox-store.js';
+import { DEFAULT_SHARD_COUNT, shardOf } from './shard.js';
+
+export type Durability = 'normal' | 'full';
+
+export interface SqliteInboxStoreOptions {
+  /** Directory of the shard files; created if missing. */
+  dir: string;
+  /** Shards of the data set (fixed when the files are created; default 64). */
+  shardCount?: number;
+  /** Which shard indexes this process owns and opens (default: all). */
+  shards?: readonly number[];
+  durability: Durability;
+  caps: InboxCaps;
+  /**
+   * Extra per-connection pragmas applied after the defaults, e.g. `{ cache_size: -16000 }` or
+   * `{ mmap_size: 268435456 }` (tuning and tests; names are plain identifiers).
+   */
+  pragmas?: Readonly<Record<string, string | number>>;
+}
+
+/** Version of the schema below, kept in PRAGMA user_version; a newer file is refused, not guessed at. */
+export const SCHEMA_VERSION = 1;
+
+/** The file name of shard `index`: shard-00.db, shard-01.db, … (three digits from shard 100 on). */
+export function shardFileName(index: number): string {
+  return `shard-${String(index).padStart(2, '0')}.db`;
+}
+
+const SCHEMA_V1 = `
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value ANY NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE inbox (
+  user TEXT PRIMARY KEY,
+  last_seq INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  purged_through INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE message (
+  user TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  sender TEXT NOT NULL,
+  sender_device TEXT NOT NULL,
+  client_msg_id INTEGER NOT NULL,
+  addr TEXT NOT NULL,
+  payload BLOB,
+  PRIMARY KEY (user, seq)
+);
+CREATE UNIQUE INDEX message_dedupe ON message (user, sender, sender_device, client_msg_id);
+CREATE INDEX message_ts ON message (ts);
+
+CREATE TABLE device (
+  user TEXT NOT NULL,
+  device TEXT NOT NULL,
+  acked_seq INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  ack_pending INTEGER NOT NULL,
+  PRIMARY KEY (user, device)
+) WITHOUT ROWID;
+CREATE INDEX device_seen ON device (last_seen);
+CREATE INDEX device_ack_pending ON device (user) WHERE ack_pending = 1;
+`;
+
+const SQL = {
+  inboxGet: 'SELECT last_seq AS lastSeq, count, bytes FROM inbox WHERE user = ?',
+  inboxPut: `INSERT INTO inbox (user, last_seq, count, bytes, purged_through) VALUES (?, ?, ?, ?, 0)
+    ON CONFLICT (user) DO UPDATE SET last_seq = excluded.last_seq, count = excluded.count, bytes = excluded.bytes`,
+  lastSeq: 'SELECT last_seq FROM inbox WHERE user = ?',
+  insert: `INSERT INTO message (user, seq, ts, sender, sender_device, client_msg_id, addr, payload)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (user, sender, sender_device, client_msg_id) DO NOTHING`,
+  original: `SELECT seq, ts FROM message
+    WHERE user = ? AND sender = ? AND sender_device = ? AND client_msg_id = ?`,
+  read: `SELECT seq, ts AS timestamp, sender AS "from", sender_device AS fromDevice,
+      client_msg_id AS clientMsgId, addr AS "to", payload
+    FROM message
+    WHERE user = ? AND seq > max(?, coalesce((SELECT purged_through FROM inbox WHERE user = ?), 0))
+      AND payload IS NOT NULL
+    ORDER BY seq LIMIT ?`,
+  openDevice: `INSERT INTO device (user, device, acked_seq, last_seen, ack_pending) VALUES (?, ?, 0, ?, 0)
+    ON CONFLICT (user, device) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen),
+      ack_pending = CASE WHEN acked_seq > 0 THEN 1 ELSE ack_pending END
+    RETURNING acked_seq`,
+  ack: `INSERT INTO device (user, device, acked_seq, last_seen, ack_pending) VALUES (?, ?, ?, 0, 1)
+    ON CONFLICT (user, device) DO UPDATE SET acked_seq = excluded.acked_seq, ack_pending = 1
+      WHERE excluded.acked_seq > acked_seq`,
+  // Retention sweep.
+  expired: 'SELECT rowid AS id, user, length(payload) AS size FROM message WHERE ts < ? ORDER BY ts LIMIT ?',
+  deleteMessage: 'DELETE FROM message WHERE rowid = ?',
+  inboxShrink: 'UPDATE inbox SET count = count - ?, bytes = bytes - ? WHERE user = ?',
+  staleDevices: 'SELECT user, device FROM device WHERE last_seen < ? ORDER BY last_seen LIMIT ?',
+  deleteDevice: 'DELETE FROM device WHERE user = ? AND device = ?',
+  flagUser: 'UPDATE device SET ack_pending = 1 WHERE user = ? AND ack_pending = 0',
+  pendingUsers: 'SELECT DISTINCT user FROM device WHERE ack_pending = 1 LIMIT ?',
+  floor: 'SELECT min(acked_seq) FROM device WHERE user = ? AND last_seen >= ?',
+  inboxPurgeState: 'SELECT last_seq AS lastSeq, purged_through AS purgedThrough FROM inbox WHERE user = ?',
+  acked: `SELECT seq, length(payload) AS size FROM message
+    WHERE user = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
+  tombstone: 'UPDATE message SET payload = NULL WHERE user = ? AND seq > ? AND seq <= ?',
+  inboxPurged:
+    'UPDATE inbox SET count = count - ?, bytes = bytes - ?, purged_through = max(purged_through, ?) WHERE user = ?',
+  clearPending: 'UPDATE device SET ack_pending = 0 WHERE user = ? AND ack_pending = 1',
+} as const;
+
+interface InboxState {
+  lastSeq: number;
+  count: number;
+  bytes: number;
+  dirty: boolean;
+}
+
+interface AppendCall {
+  results: AppendResult[];
+  left: number;
+  failed: boolean;
+  resolve: (results: AppendResult[]) => void;
+  reject: (err: Error) => void;
+}
+
+type Op =
+  | { kind: 'append'; req: AppendRequest; call: AppendCall; index: number; result: AppendResult | null }
+  | {
+      kind: 'ack';
+      user: string;
+      device: string;
+      seq: number;
+      resolve: () => void;
+      reject: (err: Error) => void;
+    }
+  | {
+      kind: 'open';
+      user: string;
+      device: string;
+      now: number;
+      result: DeviceState | null;
+      resolve: (state: DeviceState) => void;
+      reject: (err: Error) => void;
+    };
+
+type Stmt = Database.Statement<unknown[], unknown>;
+type Statements = { -readonly [K in keyof typeof SQL]: Stmt };
+
+/** One shard file: its connection, prepared statements and the ops queued for the next commit. */
+class Shard {
+  queue: Op[] = [];
+  private readonly s: Statements;
+  private readonly batchTx: (ops: Op[]) => void;
+  private readonly purgeTx: (cutoff: number, budget: number) => number;
+
+  constructor(
+    readonly index: number,
+    readonly db: Database.Database,
+    private readonly caps: InboxCaps,
+  ) {
+    const s = {} as Statements;
+    for (const key of Object.keys(SQL) as (keyof typeof SQL)[]) s[key] = db.prepare(SQL[key]);
+    s.lastSeq.pluck();
+    s.openDevice.pluck();
+    s.floor.pluck();
+    s.pendingUsers.pluck();
+    this.s = s;
+    this.batchTx = db.transaction((ops: Op[]) => this.runBatch(ops)).immediate;
+    this.purgeTx = db.transaction((cutoff: number, budget: number) =>
+      this.runPurge(cutoff, budget),
+    ).immediate;
+  }
+
+  /** Commits the queued ops in one transaction, then settles their promises (all rejected on failure). */
+  commit(): void {
+    const ops = this.queue;
+    if (ops.length === 0) return;
+    this.queue = [];
+    try {
+      this.batchTx(ops);
+    } catch (err) {
+      const e = unavailable(err);
+      for (const op of ops) {
+        if (op.kind !== 'append') op.reject(e);
+        else if (!op.call.failed) {
+          op.call.failed = true;
+          op.call.reject(e);
+        }
+      }
+      return;
+    }
+    for (const op of ops) {
+      if (op.kind === 'append') {
+        const call = op.call;
+        call.results[op.index] = op.result!;
+        if (--call.left === 0 && !call.failed) call.resolve(call.results);
+      } else if (op.kind === 'ack') op.resolve();
+      else op.resolve(op.result!);
+    }
+  }
+
+  /** Inside the batch transaction: applies every op in call order; inbox rows are written once at the end. */
+  private runBatch(ops: Op[]): void {
+    const inboxes = new Map<string, InboxState>();
+    const load = (user: string): InboxState => {
+      let st = inboxes.get(user);
+      if (st === undefined) {
+        const row = this.s.inboxGet.get(user) as
+          | { lastSeq: number; count: number; bytes: number }
+          | undefined;
+        st = row
+          ? { lastSeq: row.lastSeq, count: row.count, bytes: row.bytes, dirty: false }
+          : { lastSeq: 0, count: 0, bytes: 0, dirty: false };
+        inboxes.set(user, st);
+      }
+      return st;
+    };
+    const { maxMessages, maxBytes } = this.caps;
+    for (const op of ops) {
+      switch (op.kind) {
+        case 'append': {
+          const r = op.req;
+          op.result = null;
+          const st = load(r.inbox);
+          const size = r.payload.byteLength;
+          if (st.count + 1 > maxMessages || st.bytes + size > maxBytes) {
+            // Full — unless it is a duplicate, which is answered as such even by a full inbox.
+            op.result = this.original(r) ?? { status: 'full' };
+            break;
+          }
+          const seq = st.lastSeq + 1;
+          const { changes } = this.s.insert.run(
+            r.inbox,
+            seq,
+            r.timestamp,
+            r.from,
+            r.fromDevice,
+            r.clientMsgId,
+            r.to,
+            r.payload,
+          );
+          if (changes === 0) {
+            op.result = this.original(r);
+            if (op.result === null) throw new Error('dedupe conflict without an original row');
+            break;
+          }
+          st.lastSeq = seq;
+          st.count++;
+          st.bytes += size;
+          st.dirty = true;
+          op.result = { status: 'stored', seq, timestamp: r.timestamp };
+          break;
+        }
+        case 'ack':
+          this.s.ack.run(op.user, op.device, op.seq);
+          break;
+        case 'open': {
+          const ackedSeq = this.s.openDevice.get(op.user, op.device, op.now) as number;
+          op.result = { lastSeq: load(op.user).lastSeq, ackedSeq };
+          break;
+        }
+      }
+    }
+    for (const [user, st] of inboxes) if (st.dirty) this.s.inboxPut.run(user, st.lastSeq, st.count, st.bytes);
+  }
+
+  private original(r: AppendRequest): AppendResult | null {
+    const row = this.s.original.get(r.inbox, r.from, r.fromDevice, r.clientMsgId) as
+      | { seq: number; ts: number }
+      | undefined;
+    return row ? { status: 'duplicate', seq: row.seq, timestamp: row.ts } : null;
+  }
+
+  read(user: string, afterSeq: number, limit: number): StoredMessage[] {
+    return this.s.read.all(user, afterSeq, user, limit) as StoredMessage[];
+  }
+
+  lastSeq(user: string): number {
+    return (this.s.lastSeq.get(user) as number | undefined) ?? 0;
+  }
+
+  /** One bounded retention step in its own transaction; returns the work done (see purge()). */
+  purge(cutoff: number, budget: number): number {
+    return this.purgeTx(cutoff, budget);
+  }
+
+  private runPurge(cutoff: number, budget: number): number {
+    const s = this.s;
+    let work = 0;
+
+    // 1. Messages and dedupe entries (tombstones) older than the retention period.
+    const expired = s.expired.all(cutoff, budget) as { id: number; user: string; size: number | null }[];
+    if (expired.length > 0) {
+      const shrink = new Map<string, { count: number; bytes: number }>();
+      for (const row of expired) {
+        s.deleteMessage.run(row.id);
+        if (row.size === null) continue; // a tombstone: its message was already removed
+        const acc = shrink.get(row.user);
+        if (acc) {
+          acc.count++;
+          acc.bytes += row.size;
+        } else shrink.set(row.user, { count: 1, bytes: row.size });
+      }
+      for (const [user, acc] of shrink) s.inboxShrink.run(acc.count, acc.bytes, user);
+      work += expired.length;
+    }
+
+    // 2. Devices not seen within the retention period: forgotten, so they no longer hold messages back;
+    //    the user's other devices are flagged so that step 3 recomputes the user's floor.
+    if (work < budget) {
+      const stale = s.staleDevices.all(cutoff, budget - work) as { user: string; device: string }[];
+      for (const row of stale) {
+        s.deleteDevice.run(row.user, row.device);
+        s.flagUser.run(row.user);
+      }
+      work += stale.length;
+    }
+
+    // 3. Users flagged by an ack: remove what every device seen within the retention period has acked.
+    if (work < budget) {
+      const users = s.pendingUsers.all(budget - work) as string[];
+      for (const user of users) {
+        if (work >= budget) break;
+        work += this.settleAcks(user, cutoff, budget - work);
+      }
+    }
+    return work;
+  }
+
+  /** Tombstones the user's messages up to the minimum cursor of its recent devices; ≥ 1 unit of work. */
+  private settleAcks(user: string, cutoff: number, room: number): number {
+    const s = this.s;
+    const floor = s.floor.get(user, cutoff) as number | null;
+    const inbox = s.inboxPurgeState.get(user) as { lastSeq: number; purgedThrough: number } | undefined;
+    let removed = 0;
+    let complete = true;
+    if (floor !== null && inbox !== undefined) {
+      // Clamped to last_seq: purged_through must never pass a seq that may still be assigned.
+      const upper = Math.min(floor, inbox.lastSeq);
+      if (upper > inbox.purgedThrough) {
+        const rows = s.acked.all(user, inbox.purgedThrough, upper, room) as {
+          seq: number;
+          size: number | null;
+        }[];
+        let through = upper;
+        if (rows.length === room) {
+          through = rows[rows.length - 1]!.seq;
+          complete = through === upper;
+        }
+        let count = 0;
+        let bytes = 0;
+        for (const row of rows) {
+          if (row.size === null) continue;
+          count++;
+          bytes += row.size;
+        }
+        s.tombstone.run(user, inbox.purgedThrough, through);
+        s.inboxPurged.run(count, bytes, through, user);
+        removed = rows.length;
+      }
+    }
+    if (complete) s.clearPending.run(user);
+    return Math.max(1, removed);
+  }
+}
+
+function unavailable(err: unknown): StoreUnavailableError {
+  if (err instanceof StoreUnavailableError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new StoreUnavailableError(`sqlite store: ${message}`, { cause: err });
+}
+
+function closedError(): StoreUnavailableError {
+  return new StoreUnavailableError('the store is closed');
+}
+
+function badAppend(r: AppendRequest | undefined): string | null {
+  if (r === null || typeof r !== 'object') return 'append request is not an object';
+  if (typeof r.inbox !== 'string') return 'inbox must be a string';
+  if (typeof r.from !== 'string') return 'from must be a string';
+  if (typeof r.fromDevice !== 'string') return 'fromDevice must be a string';
+  if (typeof r.to !== 'string') return 'to must be a string';
+  if (!Number.isSafeInteger(r.clientMsgId)) return 'clientMsgId must be a safe integer';
+  if (!Number.isSafeInteger(r.timestamp)) return 'timestamp must be an integer';
+  if (!(r.payload instanceof Uint8Array)) return 'payload must be a Uint8Array';
+  return null;
+}
+
+function openShardFile(
+  path: string,
+  index: number,
+  shardCount: number,
+  durability: Durability,
+  pragmas: Readonly<Record<string, string | number>>,
+): Database.Database {
+  // Each shard has one writer (its owning process): a busy lock is a misconfiguration, so wait only briefly
+  // (the wait blocks the event loop) and fail that batch with StoreUnavailableError.
+  const db = new Database(path, { timeout: 500 });
+  try {
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal') throw new Error(`${path}: cannot switch to WAL (journal_mode is ${String(mode)})`);
+    db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);
+    db.pragma('temp_store = MEMORY');
+    db.pragma('cache_size = -4096'); // 4 MiB per shard: 256 MiB at most for 64 shards
+    db.pragma('journal_size_limit = 67108864'); // the WAL shrinks back to 64 MiB after a checkpoint
+    for (const [name, value] of Object.entries(pragmas)) {
+      if (!/^[a-z_]+$/.test(name)) throw new Error(`bad pragma name: ${name}`);
+      if (typeof value !== 'number' && !/^[A-Za-z0-9_-]+$/.test(value))
+        throw new Error(`bad pragma value: ${value}`);
+      db.pragma(`${name} = ${value}`);
+    }
+    db.transaction(() => {
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new Error(`${path}: schema version ${version} is newer than this build's (${SCHEMA_VERSION})`);
+      }
+      if (version === 0) {
+        db.exec(SCHEMA_V1);
+        const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+        put.run('format', 'switchboard-inbox');
+        put.run('shard_index', index);
+        put.run('shard_count', shardCount);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      }
+      // Later versions migrate here, one step at a time, inside this transaction.
+      const meta = new Map(
+        (db.prepare('SELECT key, value FROM meta').all() as { key: string; value: unknown }[]).map((r) => [
+          r.key,
+          r.value,
+        ]),
+      );
+      if (meta.get('shard_index') !== index || meta.get('shard_count') !== shardCount) {
+        throw new Error(
+          `${path} belongs to shard ${String(meta.get('shard_index'))} of ${String(meta.get('shard_count'))}, ` +
+            `not shard ${index} of ${shardCount} (was the store created with another shard count?)`,
+        );
+      }
+    }).immediate();
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+export class SqliteInboxStore implements InboxStore {
+  readonly shardCount: number;
+  /** The shard indexes this store opened, ascending. */
+  readonly shardIndexes: readonly number[];
+  private readonly byIndex: (Shard | undefined)[];
+  private readonly list: Shard[];
+  private readonly dirty: Shard[] = [];
+  private scheduled = false;
+  private closed = false;
+  private purgeCursor = 0;
+
+  private constructor(
+    shardCount: number,
+    shards: Shard[],
+    private readonly caps: InboxCaps,
+  ) {
+    this.shardCount = shardCount;
+    this.list = shards;
+    this.byIndex = new Array(shardCount);
+    for (const shard of shards) this.byIndex[shard.index] = shard;
+    this.shardIndexes = shards.map((s) => s.index);
+  }
+
+  /** Opens (creating what is missing) the shard files of `opts.dir` that this process owns. */
+  static async open(opts: SqliteInboxStoreOptions): Promise<SqliteInboxStore> {
+    const shardCount = opts.shardCount ?? DEFAULT_SHARD_COUNT;
+    if (!Number.isInteger(shardCount) || shardCount < 1)
+      throw new RangeError(`bad shard count: ${shardCount}`);
+    const wanted = opts.shards ?? Array.from({ length: shardCount }, (_, i) => i);
+    for (const i of wanted) {
+      if (!Number.isInteger(i) || i < 0 || i >= shardCount) throw new RangeError(`bad shard index: ${i}`);
+    }
+    const indexes = [...new Set(wanted)].sort((a, b) => a - b);
+    const { maxMessages, maxBytes, retentionMs } = opts.caps;
+    if (!(maxMessages >= 0 && maxBytes >= 0 && retentionMs >= 0)) throw new RangeError('bad inbox caps');
+    mkdirSync(opts.dir, { recursive: true });
+    const shards: Shard[] = [];
+    try {
+      for (const i of indexes) {
+        const db = openShardFile(
+          join(opts.dir, shardFileName(i)),
+          i,
+          shardCount,
+          opts.durability,
+          opts.pragmas ?? {},
+        );
+        try {
+          shards.push(new Shard(i, db, { ...opts.caps }));
+        } catch (err) {
+          db.close();
+          throw err;
+        }
+      }
+    } catch (err) {
+      for (const shard of shards) shard.db.close();
+      throw err;
+    }
+    return new SqliteInboxStore(shardCount, shards, { ...opts.caps });
+  }
+
+  /** Whether `user`'s shard is open in this store. */
+  owns(user: string): boolean {
+    return this.byIndex[shardOf(user, this.shardCount)] !== undefined;
+  }
+
+  /** Connection settings of one open shard (diagnostics and tests). */
+  inspect(index: number): { journalMode: string; synchronous: number; userVersion: number } {
+    const shard = this.byIndex[index];
+    if (!shard || this.closed) throw new Error(`shard ${index} is not open`);
+    return {
+      journalMode: shard.db.pragma('journal_mode', { simple: true }) as string,
+      synchronous: shard.db.pragma('synchronous', { simple: true }) as number,
+      userVersion: shard.db.pragma('user_version', { simple: true }) as number,
+    };
+  }
+
+  /**
+   * Queued for this tick's commit. The store keeps a reference to each payload until the promise settles:
+   * the caller must not change those bytes meanwhile.
+   */
+  append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
+    if (this.closed) return Promise.reject(closedError());
+    const n = requests.length;
+    if (n === 0) return Promise.resolve([]);
+    const shards = new Array<Shard>(n);
+    for (let i = 0; i < n; i++) {
+      const r = requests[i];
+      const bad = badAppend(r);
+      if (bad !== null) return Promise.reject(new TypeError(bad));
+      const shard = this.shardFor(r!.inbox);
+      if (shard instanceof Error) return Promise.reject(shard);
+      shards[i] = shard;
+    }
+    return new Promise<AppendResult[]>((resolve, reject) => {
+      const call: AppendCall = {
+        results: new Array<AppendResult>(n),
+        left: n,
+        failed: false,
+        resolve,
+        reject,
+      };
+      for (let i = 0; i < n; i++) {
+        this.enqueue(shards[i]!, { kind: 'append', req: requests[i]!, call, index: i, result: null });
+      }
+    });
+  }
+
+  openDevice(user: string, device: string, now: number): Promise<DeviceState> {
+    if (this.closed) return Promise.reject(closedError());
+    if (typeof user !== 'string' || typeof device !== 'string' || !Number.isFinite(now)) {
+      return Promise.reject(new TypeError('openDevice(user: string, device: string, now: number)'));
+    }
+    const shard = this.shardFor(user);
+    if (shard instanceof Error) return Promise.reject(shard);
+    return new Promise<DeviceState>((resolve, reject) => {
+      this.enqueue(shard, { kind: 'open', user, device, now, result: null, resolve, reject });
+    });
+  }
+
+  async read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+    if (this.closed) throw closedError();
+    if (typeof user !== 'string' || !Number.isFinite(afterSeq) || !(limit >= 0)) {
+      throw new TypeError('read(user: string, afterSeq: number, limit: number)');
+    }
+    const shard = this.shardFor(user);
+    if (shard instanceof Error) throw shard;
+    const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
+    if (max === 0) return [];
+    try {
+      return shard.read(user, afterSeq, max);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  ack(user: string, device: string, seq: number): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    if (typeof user !== 'string' || typeof device !== 'string' || !Number.isSafeInteger(seq)) {
+      return Promise.reject(new TypeError('ack(user: string, device: string, seq: integer)'));
+    }
+    const shard = this.shardFor(user);
+    if (shard instanceof Error) return Promise.reject(shard);
+    return new Promise<void>((resolve, reject) => {
+      this.enqueue(shard, { kind: 'ack', user, device, seq, resolve, reject });
+    });
+  }
+
+  async lastSeq(user: string): Promise<number> {
+    if (this.closed) throw closedError();
+    if (typeof user !== 'string') throw new TypeError('lastSeq(user: string)');
+    const shard = this.shardFor(user);
+    if (shard instanceof Error) throw shard;
+    try {
+      return shard.lastSeq(user);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  /**
+   * Commits what is queued, then one bounded step over the open shards (round robin): removes messages
+   * older than the retention period (and forgets their dedupe entries, tombstones included), forgets
+   * devices not seen within it, and removes messages acknowledged by every device seen within it.
+   * Returns the units of work done, at most `maxMessages`: one per message removed, dedupe entry or device
+   * forgotten, and one per inbox whose new acks freed nothing — so 0 means nothing is left to do now.
+   */
+  async purge(now: number, maxMessages: number): Promise<number> {
+    if (this.closed) throw closedError();
+    if (!Number.isFinite(now)) throw new TypeError('purge(now: number, maxMessages: number)');
+    this.flush();
+    let budget = Math.floor(Math.min(Math.max(maxMessages, 0), Number.MAX_SAFE_INTEGER));
+    const cutoff = now - this.caps.retentionMs;
+    const n = this.list.length;
+    let done = 0;
+    let failure: unknown = null;
+    for (let k = 0; k < n && budget > 0; k++) {
+      const shard = this.list[(this.purgeCursor + k) % n]!;
+      try {
+        const work = shard.purge(cutoff, budget);
+        done += work;
+        budget -= work;
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (n > 0) this.purgeCursor = (this.purgeCursor + 1) % n;
+    if (failure !== null) throw unavailable(failure);
+    return done;
+  }
+
+  /** Commits what is queued (those promises resolve), then closes every shard file. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    let failure: unknown = null;
+    for (const shard of this.list) {
+      try {
+        shard.db.close();
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== null) throw unavailable(failure);
+  }
+
+  private shardFor(user: string): Shard | Error {
+    const index = shardOf(user, this.shardCount);
+    return (
+      this.byIndex[index] ?? new Error(`user ${JSON.stringify(user)} is in shard ${index}, not open here`)
+    );
+  }
+
+  private enqueue(shard: Shard, op: Op): void {
+    if (shard.queue.push(op) === 1) this.dirty.push(shard);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.onTick);
+    }
+  }
+
+  private readonly onTick = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  /** Commits every shard with queued ops, one transaction each. */
+  private flush(): void {
+    if (this.dirty.length === 0) return;
+    const shards = this.dirty.splice(0);
+    for (const shard of shards) shard.commit();
+  }
+}

@@ -1,0 +1,328 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { StoreUnavailableError } from '../../src/store/inbox-store.js';
+import { DEFAULT_SHARD_COUNT, fnv1a32, shardOf } from '../../src/store/shard.js';
+import { SCHEMA_VERSION, SqliteInboxStore, shardFileName } from '../../src/store/sqlite.js';
+import { DEFAULT_CAPS, inboxStoreConformance } from './conformance.js';
+
+/** Few shards keep the suite fast; the shard layout itself is tested below. */
+const SHARDS = 4;
+
+inboxStoreConformance('sqlite', (dir, caps) =>
+  SqliteInboxStore.open({ dir, shardCount: SHARDS, durability: 'normal', caps }),
+);
+
+/** A user id (u0, u1, …) that lives in `shard` of `count`. */
+function userIn(shard: number, count: number, prefix = 'u'): string {
+  for (let i = 0; ; i++) if (shardOf(`${prefix}${i}`, count) === shard) return `${prefix}${i}`;
+}
+
+function message(inbox: string, clientMsgId: number, payload: Uint8Array = new Uint8Array([1, 2, 3])) {
+  return { inbox, from: 'sender', fromDevice: 'dev', clientMsgId, to: inbox, payload, timestamp: Date.now() };
+}
+
+describe('shardOf', () => {
+  it('is FNV-1a 32 over the UTF-8 bytes, modulo the shard count (pinned: part of the data format)', () => {
+    assert.equal(DEFAULT_SHARD_COUNT, 64);
+    assert.equal(fnv1a32(''), 0x811c9dc5);
+    assert.equal(fnv1a32('a'), 0xe40c292c);
+    assert.equal(fnv1a32('foobar'), 0xbf9cf968);
+    assert.deepEqual(
+      ['alice', 'bob', 'élodie', '😀', 'user-12345'].map((u) => shardOf(u, 64)),
+      [39, 20, 22, 8, 48],
+    );
+  });
+
+  it('matches a reference over TextEncoder bytes, lone surrogates included', () => {
+    const reference = (s: string): number => {
+      let h = 0x811c9dc5;
+      for (const b of new TextEncoder().encode(s)) h = Math.imul(h ^ b, 0x01000193);
+      return h >>> 0;
+    };
+    const codeUnits = fc.array(fc.integer({ min: 0, max: 0xffff })).map((a) => String.fromCharCode(...a));
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ unit: 'binary' }), codeUnits),
+        fc.integer({ min: 1, max: 1024 }),
+        (s, n) => {
+          assert.equal(fnv1a32(s), reference(s));
+          const shard = shardOf(s, n);
+          assert.ok(Number.isInteger(shard) && shard >= 0 && shard < n);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('SqliteInboxStore', () => {
+  let dir = '';
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'switchboard-sqlite-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates the directory and one WAL database per shard', async () => {
+    const storeDir = join(dir, 'data', 'inbox');
+    const store = await SqliteInboxStore.open({ dir: storeDir, durability: 'normal', caps: DEFAULT_CAPS });
+    try {
+      assert.equal(store.shardCount, 64);
+      const files = readdirSync(storeDir).filter((f) => f.endsWith('.db'));
+      assert.deepEqual(
+        files.sort(),
+        Array.from({ length: 64 }, (_, i) => `shard-${String(i).padStart(2, '0')}.db`),
+      );
+      assert.deepEqual(store.inspect(63), {
+        journalMode: 'wal',
+        synchronous: 1,
+        userVersion: SCHEMA_VERSION,
+      });
+      // A user's data is in the file of its shard.
+      const [r] = await store.append([message('alice', 1)]);
+      assert.equal(r?.status, 'stored');
+    } finally {
+      await store.close();
+    }
+    const db = new Database(join(storeDir, shardFileName(shardOf('alice', 64))), { readonly: true });
+    try {
+      assert.deepEqual(db.prepare('SELECT user, seq FROM message').all(), [{ user: 'alice', seq: 1 }]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('opens only the shards it owns', async () => {
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 8,
+      shards: [5, 1],
+      durability: 'normal',
+      caps: DEFAULT_CAPS,
+    });
+    const mine = userIn(1, 8);
+    const theirs = userIn(2, 8);
+    try {
+      assert.deepEqual(store.shardIndexes, [1, 5]);
+      assert.deepEqual(
+        readdirSync(dir)
+          .filter((f) => f.endsWith('.db'))
+          .sort(),
+        ['shard-01.db', 'shard-05.db'],
+      );
+      assert.ok(store.owns(mine));
+      assert.ok(!store.owns(theirs));
+      const [r] = await store.append([message(mine, 1)]);
+      assert.equal(r?.status === 'stored' && r.seq, 1);
+      await assert.rejects(store.append([message(mine, 2), message(theirs, 1)]), /shard 2/);
+      await assert.rejects(store.read(theirs, 0, 10), /shard 2/);
+      await assert.rejects(store.openDevice(theirs, 'd', 0), /shard 2/);
+      assert.equal(await store.lastSeq(mine), 1, 'a rejected call writes nothing');
+    } finally {
+      await store.close();
+    }
+    // The same files with another shard count are refused: users would be looked for in the wrong files.
+    await assert.rejects(
+      SqliteInboxStore.open({ dir, shardCount: 16, shards: [1], durability: 'normal', caps: DEFAULT_CAPS }),
+      /shard 1 of 8/,
+    );
+  });
+
+  it('runs synchronous=FULL for durability full', async () => {
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 2,
+      durability: 'full',
+      caps: DEFAULT_CAPS,
+    });
+    try {
+      for (const i of store.shardIndexes) assert.equal(store.inspect(i).synchronous, 2);
+      const [r] = await store.append([message('alice', 1)]);
+      assert.equal(r?.status, 'stored');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses a shard file with a newer schema version', async () => {
+    await (
+      await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps: DEFAULT_CAPS })
+    ).close();
+    const db = new Database(join(dir, shardFileName(0)));
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    await assert.rejects(
+      SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps: DEFAULT_CAPS }),
+      /newer/,
+    );
+  });
+
+  it('rejects a failed commit with StoreUnavailableError, writes nothing of it, and keeps working', async () => {
+    // A database that may not grow past ~0.5 MiB: appends of 64 KiB fill it quickly (SQLITE_FULL).
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 1,
+      durability: 'normal',
+      caps: DEFAULT_CAPS,
+      pragmas: { max_page_count: 128 },
+    });
+    try {
+      const big = new Uint8Array(64 * 1024).fill(7);
+      let stored = 0;
+      let failure: unknown = null;
+      for (let id = 1; id <= 50 && failure === null; id++) {
+        // Two calls in one tick: one batch, both rejected together.
+        const [a, b] = await Promise.allSettled([
+          store.append([message('alice', 2 * id - 1, big)]),
+          store.ack('alice', 'phone', 1),
+        ]);
+        if (a.status === 'fulfilled') {
+          stored++;
+          assert.equal(b.status, 'fulfilled');
+        } else {
+          failure = a.reason;
+          assert.equal(b.status, 'rejected');
+        }
+      }
+      assert.ok(failure instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${failure}`);
+      assert.match(failure.message, /full/i);
+      assert.ok(stored > 0);
+      assert.equal(await store.lastSeq('alice'), stored);
+      assert.equal((await store.read('alice', 0, 100)).length, stored);
+      // Room again once acknowledged messages are removed; the failed batch used no seq.
+      assert.deepEqual(await store.openDevice('alice', 'phone', Date.now()), {
+        lastSeq: stored,
+        ackedSeq: 1,
+      });
+      await store.ack('alice', 'phone', stored);
+      while ((await store.purge(Date.now(), 100)) > 0);
+      const [r] = await store.append([message('alice', 1000, big)]);
+      assert.equal(r?.status === 'stored' && r.seq, stored + 1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('forgets dedupe entries once they are older than the retention period, and keeps the counts right', async () => {
+    const caps = { maxMessages: 2, maxBytes: 1_000_000, retentionMs: 1_000 };
+    const store = await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps });
+    const t0 = Date.now();
+    const at = (clientMsgId: number, timestamp: number) => ({ ...message('alice', clientMsgId), timestamp });
+    try {
+      await store.openDevice('alice', 'phone', t0);
+      const first = await store.append([at(1, t0), at(2, t0), at(3, t0)]);
+      assert.deepEqual(
+        first.map((r) => r.status),
+        ['stored', 'stored', 'full'],
+      );
+      await store.ack('alice', 'phone', 1);
+      while ((await store.purge(t0 + 1, 100)) > 0);
+      // Message 1 is gone (room for one more) but its id is remembered.
+      assert.deepEqual(await store.append([at(3, t0 + 1), at(1, t0 + 1)]), [
+        { status: 'stored', seq: 3, timestamp: t0 + 1 },
+        { status: 'duplicate', seq: 1, timestamp: t0 },
+      ]);
+      // Past the retention period everything expires, ids included.
+      while ((await store.purge(t0 + 5_000, 100)) > 0);
+      assert.deepEqual(await store.read('alice', 0, 10), []);
+      assert.deepEqual(await store.append([at(1, t0 + 5_000)]), [
+        { status: 'stored', seq: 4, timestamp: t0 + 5_000 },
+      ]);
+    } finally {
+      await store.close();
+    }
+    const db = new Database(join(dir, shardFileName(0)), { readonly: true });
+    try {
+      assert.deepEqual(db.prepare('SELECT seq FROM message').all(), [{ seq: 4 }]);
+      assert.deepEqual(db.prepare('SELECT last_seq, count, bytes FROM inbox').all(), [
+        { last_seq: 4, count: 1, bytes: 3 },
+      ]);
+      assert.deepEqual(db.prepare('SELECT * FROM device').all(), [], 'the stale device was forgotten');
+    } finally {
+      db.close();
+    }
+  });
+
+  it('loses no append whose promise resolved when the process is killed with SIGKILL', async () => {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/append-child.js', import.meta.url)), dir, '4'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    let killed = false;
+    const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      err += chunk;
+    });
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+      if (!killed && out.split('\n').length > 1500) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    });
+    const guard = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    try {
+      await closed;
+    } finally {
+      clearTimeout(guard);
+    }
+    assert.ok(killed, `the child stopped by itself: ${err}`);
+    assert.equal(child.signalCode, 'SIGKILL');
+
+    const printed = out
+      .split('\n')
+      .slice(0, -1) // the last piece has no newline: maybe cut off
+      .map((line) => {
+        const [inbox, seq, id] = line.split(' ');
+        return { inbox: inbox!, seq: Number(seq), clientMsgId: Number(id) };
+      });
+    assert.ok(printed.length >= 1500);
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 4,
+      durability: 'normal',
+      caps: DEFAULT_CAPS,
+    });
+    try {
+      const byInbox = new Map<string, Map<number, number>>();
+      for (const inbox of new Set(printed.map((p) => p.inbox))) {
+        const messages = await store.read(inbox, 0, 1_000_000);
+        // Gap-free from 1, every clientMsgId once.
+        assert.deepEqual(
+          messages.map((m) => m.seq),
+          Array.from({ length: messages.length }, (_, i) => i + 1),
+        );
+        assert.equal(new Set(messages.map((m) => m.clientMsgId)).size, messages.length);
+        assert.equal(await store.lastSeq(inbox), messages.length);
+        byInbox.set(inbox, new Map(messages.map((m) => [m.seq, m.clientMsgId])));
+      }
+      for (const p of printed) {
+        assert.equal(byInbox.get(p.inbox)?.get(p.seq), p.clientMsgId, `lost ${p.inbox} seq ${p.seq}`);
+      }
+      // And sending them again stores nothing.
+      const again = await store.append(
+        printed
+          .slice(0, 200)
+          .map((p) => ({ ...message(p.inbox, p.clientMsgId), from: 'writer', fromDevice: 'w1' })),
+      );
+      again.forEach((r, i) => {
+        assert.equal(r.status, 'duplicate');
+        assert.equal(r.status === 'duplicate' && r.seq, printed[i]!.seq);
+      });
+    } finally {
+      await store.close();
+    }
+    assert.ok(!existsSync(join(dir, 'shard-04.db')));
+  });
+});
