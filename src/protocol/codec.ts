@@ -281,14 +281,20 @@ class FrameWriter {
     this.view = new DataView(this.bytes.buffer);
   }
 
+  // Out-of-range integers throw instead of wrapping silently into a different value on the wire.
   u8(v: number): void {
+    if (!(v >= 0 && v <= 0xff && Number.isInteger(v))) throw new RangeError(`u8 field out of range: ${v}`);
     this.bytes[this.offset++] = v;
   }
   u16(v: number): void {
+    if (!(v >= 0 && v <= 0xffff && Number.isInteger(v))) throw new RangeError(`u16 field out of range: ${v}`);
     this.view.setUint16(this.offset, v);
     this.offset += 2;
   }
   u32(v: number): void {
+    if (!(v >= 0 && v <= 0xffff_ffff && Number.isInteger(v))) {
+      throw new RangeError(`u32 field out of range: ${v}`);
+    }
     this.view.setUint32(this.offset, v);
     this.offset += 4;
   }
@@ -439,6 +445,8 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.str(reason);
       return w.bytes;
     }
+    default:
+      throw new TypeError(`unknown frame type: ${String((frame as { type: unknown }).type)}`);
   }
 }
 

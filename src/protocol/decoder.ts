@@ -3,10 +3,13 @@
  *
  * States: HEADER (collecting the 4 length bytes) and BODY (collecting `length` bytes). The length is
  * checked against the current limit from the header alone, so an oversize frame is rejected before a
- * single body byte is buffered; a body is buffered only up to that limit. Checks 3 and 4 of
- * PROTOCOL.md section 2.3 run as soon as the type and version bytes arrive.
+ * single body byte is buffered; a body is buffered only up to that limit. The buffer of an unfinished
+ * frame grows with the bytes that actually arrived (to at most twice them, never past the declared length),
+ * so a peer that declares a large frame and then trickles it holds a few KiB, not the whole limit.
+ * Checks 3 and 4 of PROTOCOL.md section 2.3 run as soon as the type and version bytes arrive.
  *
- * After the first error the decoder is dead: every later push throws the same error.
+ * After the first error the decoder is dead: every later push throws the same error. That includes an
+ * exception thrown by `onFrame`: the rest of that chunk was not consumed, so the stream cannot go on.
  */
 import { checkHelloVersion, checkType, decodeFrameBody } from './codec.js';
 import { ErrorCode, SbpError } from './errors.js';
@@ -24,22 +27,28 @@ enum State {
   Body,
 }
 
+/** First capacity of an unfinished frame's buffer, bytes: frames up to this size get it in one go. */
+const INITIAL_BODY_CAPACITY = 4096;
+const EMPTY = new Uint8Array(0);
+
 export class FrameDecoder {
   private state = State.Header;
   private readonly header = new Uint8Array(4);
   private headerFill = 0;
-  private body: Uint8Array | null = null;
+  /** Buffer of the unfinished frame's body; its capacity grows with the bytes received. */
+  private body: Uint8Array = EMPTY;
   private bodyFill = 0;
   private bodyLength = 0;
   private framesSeen = 0;
-  private failed: SbpError | null = null;
+  private dead = false;
+  private failure: unknown = null;
 
   constructor(
     private readonly direction: Direction,
     private limits: DecoderLimits,
   ) {}
 
-  /** Changes the limits (a client learns maxFrame from WELCOME). */
+  /** Changes the limits (a client learns maxFrame from WELCOME); applies from the next frame header. */
   setLimits(limits: DecoderLimits): void {
     this.limits = limits;
   }
@@ -49,17 +58,30 @@ export class FrameDecoder {
     return this.headerFill > 0 || this.state === State.Body;
   }
 
+  /** Memory held for the unfinished frame, bytes (header bytes + body buffer capacity). */
+  get bufferedBytes(): number {
+    return this.headerFill + this.body.length;
+  }
+
+  /** Complete frames decoded so far. */
+  get frameCount(): number {
+    return this.framesSeen;
+  }
+
   /**
    * Feeds a chunk; calls `onFrame` for every complete frame in order, then throws SbpError at the first
    * invalid one (frames before it have been delivered). Payloads of frames wholly inside `chunk` are
-   * views into it, not copies.
+   * views into it, not copies (copy them to keep them past the chunk's reuse); payloads of frames
+   * split over several chunks are views into a buffer the decoder no longer uses.
    */
   push(chunk: Uint8Array, onFrame: (frame: Frame) => void): void {
-    if (this.failed) throw this.failed;
+    if (this.dead) throw this.failure;
     try {
       this.consume(chunk, onFrame);
     } catch (err) {
-      if (err instanceof SbpError) this.failed = err;
+      this.dead = true;
+      this.failure = err;
+      this.body = EMPTY;
       throw err;
     }
   }
@@ -91,22 +113,34 @@ export class FrameDecoder {
         }
         this.state = State.Body;
         this.bodyLength = length;
-        this.body = new Uint8Array(length);
         this.bodyFill = 0;
+        continue;
       }
       const n = Math.min(this.bodyLength - this.bodyFill, end - off);
       const before = this.bodyFill;
-      this.body!.set(chunk.subarray(off, off + n), this.bodyFill);
+      this.reserve(before + n);
+      this.body.set(chunk.subarray(off, off + n), before);
       this.bodyFill += n;
       off += n;
       this.earlyChecks(before);
       if (this.bodyFill === this.bodyLength) {
-        const body = this.body!;
-        this.body = null;
+        const body = this.body;
+        this.body = EMPTY;
         this.state = State.Header;
         this.emit(body, onFrame);
       }
     }
+  }
+
+  /**
+   * Grows the body buffer to hold `needed` bytes: to twice that (so a frame arriving in several chunks
+   * is copied a few times at most), at least INITIAL_BODY_CAPACITY, never past the frame's length.
+   */
+  private reserve(needed: number): void {
+    if (this.body.length >= needed) return;
+    const grown = new Uint8Array(Math.min(this.bodyLength, Math.max(2 * needed, INITIAL_BODY_CAPACITY)));
+    if (this.bodyFill > 0) grown.set(this.body.subarray(0, this.bodyFill));
+    this.body = grown;
   }
 
   /** Checks 1 and 2: from the 4 header bytes alone. */
@@ -120,7 +154,7 @@ export class FrameDecoder {
 
   /** Checks 3 and 4 as soon as the type (and HELLO's version) byte is buffered. */
   private earlyChecks(filledBefore: number): void {
-    const body = this.body!;
+    const body = this.body;
     if (filledBefore === 0 && this.bodyFill >= 1) checkType(body[0]!, this.direction);
     if (filledBefore < 2 && this.bodyFill >= 2 && body[0] === FrameType.HELLO) checkHelloVersion(body);
   }

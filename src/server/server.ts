@@ -150,7 +150,10 @@ export class SwitchboardServer {
         return;
       }
       this.opts.store.purge(Date.now(), 500).then(
-        (removed) => (removed > 0 ? setImmediate(step) : (running = false)),
+        (removed) => {
+          if (removed > 0) setImmediate(step);
+          else running = false;
+        },
         (err) => {
           running = false;
           this.opts.log.warn({ err }, 'retention sweep failed');
