@@ -260,6 +260,10 @@ class Shard {
           op.result = null;
           const st = load(r.inbox);
           const size = r.payload.byteLength;
+          // At the cap, first reclaim what every recent device has acknowledged (the sweep may not
+          // have run since): a reader that keeps up must never see INBOX_FULL.
+          if (st.count + 1 > maxMessages || st.bytes + size > maxBytes)
+            this.reclaim(r.inbox, r.timestamp, st);
           if (st.count + 1 > maxMessages || st.bytes + size > maxBytes) {
             // Full — unless it is a duplicate, which is answered as such even by a full inbox.
             op.result = this.original(r) ?? { status: 'full' };
@@ -299,6 +303,19 @@ class Shard {
       }
     }
     for (const [user, st] of inboxes) if (st.dirty) this.s.inboxPut.run(user, st.lastSeq, st.count, st.bytes);
+  }
+
+  /**
+   * The cap path: tombstones the inbox's acknowledged messages now and takes the freed count and bytes
+   * off `st` (the batch's cached inbox row, whose own increments are not yet written).
+   */
+  private reclaim(user: string, now: number, st: InboxState): void {
+    const before = this.s.inboxGet.get(user) as { count: number; bytes: number } | undefined;
+    if (!before) return;
+    this.settleAcks(user, now - this.caps.retentionMs, this.caps.maxMessages + 1);
+    const after = this.s.inboxGet.get(user) as { count: number; bytes: number };
+    st.count -= before.count - after.count;
+    st.bytes -= before.bytes - after.bytes;
   }
 
   private original(r: AppendRequest): AppendResult | null {

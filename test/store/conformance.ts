@@ -213,6 +213,21 @@ export function inboxStoreConformance(name: string, open: OpenInboxStore): void 
       ]);
     });
 
+    it('takes new messages into a full inbox once every recent device has acknowledged, before any sweep', async () => {
+      const store = await openStore({ maxMessages: 3 });
+      const a = fresh('alice');
+      const t0 = Date.now();
+      await store.openDevice(a, 'phone', t0);
+      await store.append(range(1, 3).map((n) => req(a, 's', 'd', n, t0)));
+      assert.deepEqual(await store.append([req(a, 's', 'd', 4, t0)]), [{ status: 'full' }]);
+      await store.ack(a, 'phone', 2);
+      // No purge call in between: the cap counts only what a recent device still has to read.
+      assert.deepEqual((await store.append([req(a, 's', 'd', 4, t0 + 1)])).map(seqOf), [4]);
+      assert.deepEqual((await store.append([req(a, 's', 'd', 5, t0 + 1)])).map(seqOf), [5]);
+      assert.deepEqual(await store.append([req(a, 's', 'd', 6, t0 + 1)]), [{ status: 'full' }]);
+      assert.deepEqual(await seqsOf(store, a), [3, 4, 5]);
+    });
+
     it('refuses an append past the byte cap, writing nothing', async () => {
       const store = await openStore({ maxBytes: 100 });
       const a = fresh('alice');
