@@ -231,7 +231,10 @@ class ServerProcess {
     let httpPort = await freePort();
     while (httpPort === port) httpPort = await freePort();
     const dir = mkdtempSync(path.join(os.tmpdir(), `switchboard-bench-${durability}-`));
+    // SWITCHBOARD_BENCH_NODE_ARGS: extra node flags for the server (e.g. "--cpu-prof --cpu-prof-dir=prof").
+    const nodeArgs = (process.env.SWITCHBOARD_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
     const args = [
+      ...nodeArgs,
       BIN,
       'serve',
       '--port',

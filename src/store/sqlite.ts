@@ -24,7 +24,7 @@
  *   `ack_pending`, set when an ack may let the retention sweep remove messages (a partial index lists
  *   exactly those users, so the sweep never scans inboxes that have nothing to do).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -43,7 +43,7 @@ export type Durability = 'normal' | 'full';
 export interface SqliteInboxStoreOptions {
   /** Directory of the shard files; created if missing. */
   dir: string;
-  /** Shards of the data set (fixed when the files are created; default 64). */
+  /** Shards of the data set, fixed when the files are created: default the count recorded there, else 16. */
   shardCount?: number;
   /** Which shard indexes this process owns and opens (default: all). */
   shards?: readonly number[];
@@ -440,6 +440,23 @@ function badAppend(r: AppendRequest | undefined): string | null {
   return null;
 }
 
+/** The shard count recorded in an existing data folder (from shard-00.db), or null for a new one. */
+function existingShardCount(dir: string): number | null {
+  const first = join(dir, shardFileName(0));
+  if (!existsSync(first)) return null;
+  const db = new Database(first, { readonly: true, timeout: 500 });
+  try {
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'shard_count'").get() as
+      | { value: unknown }
+      | undefined;
+    return typeof row?.value === 'number' ? row.value : null;
+  } catch {
+    return null;
+  } finally {
+    db.close();
+  }
+}
+
 function openShardFile(
   path: string,
   index: number,
@@ -455,7 +472,7 @@ function openShardFile(
     if (mode !== 'wal') throw new Error(`${path}: cannot switch to WAL (journal_mode is ${String(mode)})`);
     db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);
     db.pragma('temp_store = MEMORY');
-    db.pragma('cache_size = -4096'); // 4 MiB per shard: 256 MiB at most for 64 shards
+    db.pragma('cache_size = -8192'); // 8 MiB of page cache per shard: 128 MiB for 16 shards
     db.pragma('journal_size_limit = 67108864'); // the WAL shrinks back to 64 MiB after a checkpoint
     for (const [name, value] of Object.entries(pragmas)) {
       if (!/^[a-z_]+$/.test(name)) throw new Error(`bad pragma name: ${name}`);
@@ -522,7 +539,7 @@ export class SqliteInboxStore implements InboxStore {
 
   /** Opens (creating what is missing) the shard files of `opts.dir` that this process owns. */
   static async open(opts: SqliteInboxStoreOptions): Promise<SqliteInboxStore> {
-    const shardCount = opts.shardCount ?? DEFAULT_SHARD_COUNT;
+    const shardCount = opts.shardCount ?? existingShardCount(opts.dir) ?? DEFAULT_SHARD_COUNT;
     if (!Number.isInteger(shardCount) || shardCount < 1)
       throw new RangeError(`bad shard count: ${shardCount}`);
     const wanted = opts.shards ?? Array.from({ length: shardCount }, (_, i) => i);

@@ -30,7 +30,7 @@ function message(inbox: string, clientMsgId: number, payload: Uint8Array = new U
 
 describe('shardOf', () => {
   it('is FNV-1a 32 over the UTF-8 bytes, modulo the shard count (pinned: part of the data format)', () => {
-    assert.equal(DEFAULT_SHARD_COUNT, 64);
+    assert.equal(DEFAULT_SHARD_COUNT, 16);
     assert.equal(fnv1a32(''), 0x811c9dc5);
     assert.equal(fnv1a32('a'), 0xe40c292c);
     assert.equal(fnv1a32('foobar'), 0xbf9cf968);
@@ -75,13 +75,13 @@ describe('SqliteInboxStore', () => {
     const storeDir = join(dir, 'data', 'inbox');
     const store = await SqliteInboxStore.open({ dir: storeDir, durability: 'normal', caps: DEFAULT_CAPS });
     try {
-      assert.equal(store.shardCount, 64);
+      assert.equal(store.shardCount, 16);
       const files = readdirSync(storeDir).filter((f) => f.endsWith('.db'));
       assert.deepEqual(
         files.sort(),
-        Array.from({ length: 64 }, (_, i) => `shard-${String(i).padStart(2, '0')}.db`),
+        Array.from({ length: 16 }, (_, i) => `shard-${String(i).padStart(2, '0')}.db`),
       );
-      assert.deepEqual(store.inspect(63), {
+      assert.deepEqual(store.inspect(15), {
         journalMode: 'wal',
         synchronous: 1,
         userVersion: SCHEMA_VERSION,
@@ -92,12 +92,20 @@ describe('SqliteInboxStore', () => {
     } finally {
       await store.close();
     }
-    const db = new Database(join(storeDir, shardFileName(shardOf('alice', 64))), { readonly: true });
+    const db = new Database(join(storeDir, shardFileName(shardOf('alice', 16))), { readonly: true });
     try {
       assert.deepEqual(db.prepare('SELECT user, seq FROM message').all(), [{ user: 'alice', seq: 1 }]);
     } finally {
       db.close();
     }
+    // Reopened without a count, the store takes the one recorded in its files, not the default.
+    const other = join(dir, 'four');
+    await (
+      await SqliteInboxStore.open({ dir: other, shardCount: 4, durability: 'normal', caps: DEFAULT_CAPS })
+    ).close();
+    const reopened = await SqliteInboxStore.open({ dir: other, durability: 'normal', caps: DEFAULT_CAPS });
+    assert.equal(reopened.shardCount, 4);
+    await reopened.close();
   });
 
   it('opens only the shards it owns', async () => {

@@ -13,6 +13,7 @@ interface ServeFlags {
   httpHost?: string;
   httpPort: string;
   data: string;
+  shards?: string;
   durability: 'normal' | 'full';
   authSecret?: string;
   handshakeTimeout: string;
@@ -38,6 +39,7 @@ export function registerServe(program: Command): void {
     .option('--http-host <host>', 'address for the HTTP port (default: --host)')
     .option('--http-port <port>', 'HTTP port (/healthz)', '7071')
     .option('--data <dir>', 'data folder (one SQLite file per shard)', './data')
+    .option('--shards <n>', 'shard files of a new data folder (an existing one keeps its count)')
     .addOption(
       new Option(
         '--durability <mode>',
@@ -83,6 +85,7 @@ export function registerServe(program: Command): void {
         const auth = makeAuthenticator(flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET);
         const store = await SqliteInboxStore.open({
           dir: flags.data,
+          shardCount: flags.shards === undefined ? undefined : positiveInt(flags.shards, '--shards'),
           durability: flags.durability,
           caps: {
             maxMessages: limits.inboxMaxMessages,

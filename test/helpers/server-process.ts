@@ -1,0 +1,151 @@
+/**
+ * Runs a real `switchboard serve` as a child process for tests: free ports, a temp data folder, waits
+ * for /healthz, stops by PID. Reusable by every layer's tests.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository's bin/switchboard.js (this file runs from dist/test/helpers/). */
+export const BIN = fileURLToPath(new URL('../../../bin/switchboard.js', import.meta.url));
+
+export interface StartServerOptions {
+  /** Extra `serve` flags (e.g. ['--auth-secret', 's', '--window', '10']). */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Reuse a port / data folder (a restart); by default fresh ones. */
+  port?: number;
+  httpPort?: number;
+  dataDir?: string;
+  /** How long to wait for /healthz, ms (default 20 000). */
+  readyTimeoutMs?: number;
+}
+
+export interface ServerProcess {
+  port: number;
+  httpPort: number;
+  /** `127.0.0.1:port`, the SDK/CLI endpoint. */
+  endpoint: string;
+  dataDir: string;
+  pid: number;
+  /** Sends `signal` (default SIGTERM), waits for the exit; resolves with the exit code (null if killed by a signal). Removes the data folder if this helper created it. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** SIGKILL and wait; keeps the data folder (for a restart on it). */
+  kill9(): Promise<void>;
+  /** Removes the data folder this helper created (after kill9, when no restart follows). */
+  removeData(): void;
+  /** What the process wrote so far (stdout + stderr), for failure messages. */
+  output(): string;
+}
+
+/** A port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startServer(opts: StartServerOptions = {}): Promise<ServerProcess> {
+  const port = opts.port ?? (await freePort());
+  let httpPort = opts.httpPort ?? (await freePort());
+  while (httpPort === port) httpPort = await freePort();
+  const ownsData = !opts.dataDir;
+  const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-test-'));
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      BIN,
+      'serve',
+      '--port',
+      String(port),
+      '--http-port',
+      String(httpPort),
+      '--data',
+      dataDir,
+      '--log-level',
+      'warn',
+      ...(opts.args ?? []),
+    ],
+    { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  const keep = (chunk: Buffer): void => {
+    out = (out + chunk.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => {
+      exitCode = code;
+      resolve(code);
+    });
+  });
+  const removeData = (): void => {
+    if (ownsData) fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
+  for (;;) {
+    if (exitCode !== undefined) {
+      removeData();
+      throw new Error(`server exited with ${exitCode} before it was ready:\n${out}`);
+    }
+    if (await healthy(httpPort)) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      await exited;
+      removeData();
+      throw new Error(`server not healthy within ${opts.readyTimeoutMs ?? 20_000} ms:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return {
+    port,
+    httpPort,
+    endpoint: `127.0.0.1:${port}`,
+    dataDir,
+    pid: child.pid!,
+    async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+      if (exitCode === undefined) {
+        child.kill(signal);
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      removeData();
+      return exitCode ?? null;
+    },
+    async kill9(): Promise<void> {
+      if (exitCode === undefined) child.kill('SIGKILL');
+      await exited;
+    },
+    removeData,
+    output: () => out,
+  };
+}
+
+function healthy(httpPort: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get(
+      { host: '127.0.0.1', port: httpPort, path: '/healthz', agent: false, timeout: 1_000 },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,241 @@
+/**
+ * Limits and keep-alive (PROTOCOL.md sections 2.2, 4.5, 4.6, 5 "Payload size", 7): PAYLOAD_TOO_LARGE
+ * keeps the session, FRAME_TOO_LARGE closes it, SERVER_FULL, IDLE_TIMEOUT, PING/PONG, BYE, and a SEND
+ * to a group (groups come later) → INVALID_ADDRESS.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { encodeFrame } from '../../src/protocol/index.js';
+import { startServer } from '../helpers/server-process.js';
+import { closeAll, connect, session, sleep, text, type WireClient } from './harness.js';
+
+type Server = Awaited<ReturnType<typeof startServer>>;
+
+const MAX_PAYLOAD = 1024;
+/** maxFrame = maxPayload + 1 KiB (section 2.2). */
+const MAX_FRAME = MAX_PAYLOAD + 1024;
+
+describe('limits (--max-payload 1KiB)', () => {
+  let server: Server;
+  const clients: WireClient[] = [];
+  const open = async (user: string, device: string) => {
+    const s = await session(server.port, user, device);
+    clients.push(s.client);
+    return s;
+  };
+
+  before(async () => {
+    server = await startServer({ args: ['--handshake-timeout', '2s', '--max-payload', '1KiB'] });
+  });
+  after(async () => {
+    await closeAll(clients);
+    await server?.stop();
+  });
+
+  it('WELCOME announces maxPayload', async () => {
+    const { welcome } = await open('l0-amy', 'phone');
+    assert.equal(welcome.maxPayload, MAX_PAYLOAD);
+  });
+
+  it('a payload of exactly maxPayload is ACCEPTED', async () => {
+    const { client: a } = await open('l1-amy', 'phone');
+    const { client: b } = await open('l1-ben', 'phone');
+    a.send({
+      type: 'SEND',
+      clientMsgId: 1,
+      flags: 0,
+      to: 'l1-ben',
+      payload: new Uint8Array(MAX_PAYLOAD).fill(65),
+    });
+    assert.equal((await a.waitAccepted(1)).flags, 0);
+    assert.equal((await b.expectDeliver()).payload.length, MAX_PAYLOAD);
+  });
+
+  it('a payload over maxPayload → ERROR PAYLOAD_TOO_LARGE with ref = clientMsgId; the session stays open', async () => {
+    const { client: a } = await open('l2-amy', 'phone');
+    const { client: b } = await open('l2-ben', 'phone');
+    a.send({
+      type: 'SEND',
+      clientMsgId: 4242,
+      flags: 0,
+      to: 'l2-ben',
+      payload: new Uint8Array(MAX_PAYLOAD + 1),
+    });
+    await a.expectError('PAYLOAD_TOO_LARGE', { ref: 4242 });
+    await a.ping(77);
+    // Also for an ephemeral SEND, and for a frame of exactly maxFrame.
+    a.send({
+      type: 'SEND',
+      clientMsgId: 4243,
+      flags: 1,
+      to: 'l2-ben',
+      payload: new Uint8Array(MAX_PAYLOAD + 5),
+    });
+    await a.expectError('PAYLOAD_TOO_LARGE', { ref: 4243 });
+    const overhead = 1 + 8 + 1 + 2 + 'l2-ben'.length + 4;
+    a.send({
+      type: 'SEND',
+      clientMsgId: 4244,
+      flags: 0,
+      to: 'l2-ben',
+      payload: new Uint8Array(MAX_FRAME - overhead),
+    });
+    await a.expectError('PAYLOAD_TOO_LARGE', { ref: 4244 });
+    await a.ping(78);
+    await b.expectNothing(200);
+    // Nothing stored: the next message is seq 1.
+    a.sendText(4245, 'l2-ben', 'ok');
+    await a.waitAccepted(4245);
+    assert.equal((await b.expectDeliver()).seq, 1);
+  });
+
+  it('a frame over maxFrame → ERROR FRAME_TOO_LARGE, then close (from the header alone)', async () => {
+    const { client: a } = await open('l3-amy', 'phone');
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(MAX_FRAME + 1);
+    a.sendRaw(header);
+    await a.expectError('FRAME_TOO_LARGE', { ref: 0 });
+    await a.expectClosed();
+  });
+
+  it('a whole SEND frame over maxFrame → ERROR FRAME_TOO_LARGE, then close', async () => {
+    const { client: a } = await open('l4-amy', 'phone');
+    a.send({ type: 'SEND', clientMsgId: 9, flags: 0, to: 'l4-ben', payload: new Uint8Array(MAX_FRAME) });
+    await a.expectError('FRAME_TOO_LARGE', { ref: 0 });
+    await a.expectClosed();
+  });
+
+  it('PING → PONG with the same nonce', async () => {
+    const { client: a } = await open('l5-amy', 'phone');
+    for (const nonce of [0, 1, 0xffff_ffff, 2 ** 53 - 1]) await a.ping(nonce);
+  });
+
+  it('BYE → the server closes the connection without an ERROR', async () => {
+    const { client: a } = await open('l6-amy', 'phone');
+    a.send({ type: 'BYE', code: 0, reason: 'bye' });
+    await a.expectClosed();
+    assert.equal(a.frames.filter((f) => f.type === 'ERROR').length, 0);
+  });
+
+  it('a SEND to a group → ERROR INVALID_ADDRESS with ref; the session stays open', async () => {
+    const { client: a } = await open('l7-amy', 'phone');
+    a.sendText(31, '#team', 'hello team');
+    await a.expectError('INVALID_ADDRESS', { ref: 31 });
+    a.send({ type: 'SEND', clientMsgId: 32, flags: 1, to: '#team', payload: new Uint8Array([1]) });
+    await a.expectError('INVALID_ADDRESS', { ref: 32 });
+    await a.ping(5);
+    a.sendText(33, 'l7-amy', 'still here');
+    const acc = await a.waitAccepted(33);
+    assert.equal(acc.flags, 0);
+    const d = await a.waitFor('DELIVER');
+    assert.equal(text(d.payload), 'still here');
+  });
+});
+
+describe('keep-alive (--heartbeat 1s)', () => {
+  let server: Server;
+  const clients: WireClient[] = [];
+  const HEARTBEAT = 1000;
+
+  before(async () => {
+    server = await startServer({ args: ['--handshake-timeout', '2s', '--heartbeat', '1s'] });
+  });
+  after(async () => {
+    await closeAll(clients);
+    await server?.stop();
+  });
+
+  it('an idle connection is closed with IDLE_TIMEOUT after about 2 × heartbeat; one that PINGs stays', async () => {
+    const idle = await session(server.port, 'k1-idle', 'phone');
+    const busy = await session(server.port, 'k1-busy', 'phone');
+    clients.push(idle.client, busy.client);
+    assert.equal(idle.welcome.heartbeatMs, HEARTBEAT);
+    const welcomedAt = idle.client.arrivals[0]!;
+    let pinging = true;
+    let nonce = 0;
+    const pinger = (async () => {
+      while (pinging) {
+        await busy.client.ping(++nonce);
+        await sleep(HEARTBEAT / 2);
+      }
+    })();
+    try {
+      await idle.client.expectError('IDLE_TIMEOUT', { ref: 0, timeoutMs: 2 * HEARTBEAT + 3000 });
+      const elapsed = idle.client.arrivals.at(-1)! - welcomedAt;
+      assert.ok(elapsed >= 2 * HEARTBEAT - 250, `closed after ${elapsed} ms, before 2 × heartbeat`);
+      assert.ok(elapsed <= 2 * HEARTBEAT + 2000, `closed after ${elapsed} ms, long after 2 × heartbeat`);
+      await idle.client.expectClosed();
+      // Keep going past another 2 × heartbeat for the busy one.
+      await sleep(HEARTBEAT);
+    } finally {
+      pinging = false;
+      await pinger;
+    }
+    assert.equal(busy.client.ended, false, 'a client that PINGs was closed');
+    await busy.client.ping(1234);
+  });
+
+  it('bytes of an unfinished frame do not count: a trickled PING cannot hold the connection', async () => {
+    const { client: c } = await session(server.port, 'k2-trickle', 'phone');
+    clients.push(c);
+    const welcomedAt = c.arrivals[0]!;
+    // 13 bytes at 250 ms each: complete only after ~3.2 s, past the 2 s idle deadline.
+    const ping = encodeFrame({ type: 'PING', nonce: 1 });
+    let sent = 0;
+    const trickle = (async () => {
+      while (sent < ping.length && !c.ended) {
+        c.sendRaw(ping.subarray(sent, sent + 1));
+        sent++;
+        await sleep(250);
+      }
+    })();
+    await c.expectError('IDLE_TIMEOUT', { ref: 0, timeoutMs: 2 * HEARTBEAT + 3000 });
+    const elapsed = c.arrivals.at(-1)! - welcomedAt;
+    assert.ok(elapsed <= 2 * HEARTBEAT + 1500, `closed after ${elapsed} ms: the trickle held the connection`);
+    assert.ok(sent < ping.length);
+    await c.expectClosed();
+    await trickle;
+  });
+});
+
+describe('connection cap (--max-connections 3)', () => {
+  let server: Server;
+  const clients: WireClient[] = [];
+
+  before(async () => {
+    server = await startServer({ args: ['--handshake-timeout', '2s', '--max-connections', '3'] });
+  });
+  after(async () => {
+    await closeAll(clients);
+    await server?.stop();
+  });
+
+  it('the 4th connection gets ERROR SERVER_FULL (ref = a reconnect delay) and is closed; a freed slot is usable', async () => {
+    const held: WireClient[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { client } = await session(server.port, `cap-u${i}`, 'phone');
+      held.push(client);
+      clients.push(client);
+    }
+    const extra = await connect(server.port, 'cap-extra');
+    clients.push(extra);
+    const err = await extra.expectError('SERVER_FULL');
+    assert.ok(err.ref >= 0 && err.ref <= 10_000, `reconnect delay ${err.ref} ms is outside 0–10 s`);
+    await extra.expectClosed();
+    // The held sessions are unaffected.
+    for (const c of held) await c.ping(1);
+    // Free a slot; a new client gets in (the server may take a moment to see the close).
+    await held[0]!.close();
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const c = await connect(server.port, 'cap-retry');
+      clients.push(c);
+      c.sendHello('cap-u9', 'phone');
+      const first = await c.expect(() => true);
+      if (first.type === 'WELCOME') break;
+      assert.equal(first.type, 'ERROR');
+      assert.ok(Date.now() < deadline, 'no slot freed 3 s after a client left');
+      await sleep(100);
+    }
+  });
+});

@@ -1,0 +1,412 @@
+/**
+ * A raw SBP/1 client for the wire tests, in the style of nats-server's send/expect: frames are written
+ * by hand with the codec, everything the server sends is decoded and queued, and every wait is bounded
+ * (a wait that runs out fails the test with what arrived instead).
+ *
+ * `expect` takes the next unread frame and fails when it is not the one expected; `waitFor` takes the
+ * first unread frame that matches and leaves the others queued (for answers whose relative order the
+ * protocol does not fix, e.g. ACCEPTED versus the sender's own DELIVER).
+ */
+import { once } from 'node:events';
+import net from 'node:net';
+import {
+  type AcceptedFrame,
+  type DeliverFrame,
+  ErrorCode,
+  type ErrorFrame,
+  type ErrorName,
+  encodeFrame,
+  errorName,
+  type Frame,
+  FrameDecoder,
+  type FrameTypeName,
+  type WelcomeFrame,
+} from '../../src/protocol/index.js';
+
+export const HOST = '127.0.0.1';
+/** Default bound of every wait, ms. */
+export const DEFAULT_TIMEOUT_MS = 3000;
+
+type Matcher = FrameTypeName | ((frame: Frame) => boolean);
+type FrameOf<T extends FrameTypeName> = Extract<Frame, { type: T }>;
+
+export interface HelloOptions {
+  token?: string;
+  resumeAfter?: number;
+  version?: number;
+  timeoutMs?: number;
+}
+
+export interface ConnectOptions {
+  /** Bound of the TCP connect, ms. */
+  timeoutMs?: number;
+}
+
+/** A short readable form of a frame for failure messages (payloads as text when printable). */
+export function describe(frame: Frame | undefined): string {
+  if (!frame) return 'nothing';
+  const shown: Record<string, unknown> = { ...frame };
+  if ('payload' in frame) {
+    const text = Buffer.from(frame.payload).toString('utf8');
+    shown.payload = frame.payload.length > 64 ? `<${frame.payload.length} bytes>` : text;
+  }
+  if (frame.type === 'ERROR') shown.code = `${frame.code} ${errorName(frame.code)}`;
+  return JSON.stringify(shown);
+}
+
+function matches(m: Matcher, frame: Frame): boolean {
+  return typeof m === 'string' ? frame.type === m : m(frame);
+}
+
+function matcherName(m: Matcher): string {
+  return typeof m === 'string' ? m : 'a frame matching the predicate';
+}
+
+export class WireClient {
+  /** Every frame received, in order. */
+  readonly frames: Frame[] = [];
+  /** Frames received and not yet taken by expect/waitFor. */
+  private readonly unread: Frame[] = [];
+  private readonly decoder = new FrameDecoder('serverToClient', { firstFrame: 1 << 24, frame: 1 << 24 });
+  private readonly waiters = new Set<() => void>();
+  /** The server closed its side (FIN) or the socket is gone. */
+  ended = false;
+  closed = false;
+  /** Set when the server sent bytes that do not decode: a server bug the next wait reports. */
+  decodeError: Error | null = null;
+  socketError: Error | null = null;
+  /** Time (Date.now) the connection was established. */
+  connectedAt = 0;
+  /** Time each frame arrived, parallel to `frames`. */
+  readonly arrivals: number[] = [];
+  endedAt = 0;
+  /** Called with every frame as it arrives (before any expect/waitFor takes it). */
+  readonly listeners = new Set<(frame: Frame) => void>();
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly label = 'client',
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => {
+      this.socketError = err;
+    });
+    socket.on('end', () => {
+      this.markEnded();
+      // Finish our side too, as a well-behaved peer would.
+      if (!socket.destroyed) socket.end();
+    });
+    socket.on('close', () => {
+      this.markEnded();
+      this.closed = true;
+      this.wake();
+    });
+  }
+
+  private markEnded(): void {
+    if (!this.ended) {
+      this.ended = true;
+      this.endedAt = Date.now();
+    }
+    this.wake();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.decodeError) return;
+    try {
+      this.decoder.push(chunk, (frame) => {
+        // Payloads are views into the chunk: keep copies.
+        const kept =
+          'payload' in frame ? ({ ...frame, payload: Uint8Array.from(frame.payload) } as Frame) : frame;
+        this.frames.push(kept);
+        this.arrivals.push(Date.now());
+        this.unread.push(kept);
+        for (const l of this.listeners) l(kept);
+      });
+    } catch (err) {
+      this.decodeError = err as Error;
+    }
+    this.wake();
+  }
+
+  private wake(): void {
+    const list = [...this.waiters];
+    this.waiters.clear();
+    for (const w of list) w();
+  }
+
+  /** Resolves on the next event (frame, end, close) or after ms; never rejects. */
+  private async nextEvent(deadline: number): Promise<void> {
+    const ms = deadline - Date.now();
+    if (ms <= 0) return;
+    await new Promise<void>((resolve) => {
+      const waiter = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        resolve();
+      }, ms);
+      this.waiters.add(waiter);
+    });
+  }
+
+  private fail(message: string): never {
+    const extra = this.decodeError ? ` (the server's bytes did not decode: ${this.decodeError.message})` : '';
+    throw new Error(`[${this.label}] ${message}${extra}`);
+  }
+
+  // ------------------------------------------------------------ sending
+
+  send(frame: Frame): void {
+    this.sendRaw(encodeFrame(frame));
+  }
+
+  sendRaw(bytes: Uint8Array): void {
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    this.socket.write(bytes);
+  }
+
+  /** Sends HELLO and expects WELCOME as the next frame. */
+  async hello(user: string, device: string, opts: HelloOptions = {}): Promise<WelcomeFrame> {
+    this.sendHello(user, device, opts);
+    return this.expect('WELCOME', opts.timeoutMs);
+  }
+
+  sendHello(user: string, device: string, opts: HelloOptions = {}): void {
+    this.send({
+      type: 'HELLO',
+      version: opts.version ?? 1,
+      user,
+      device,
+      token: opts.token ?? '',
+      resumeAfter: opts.resumeAfter ?? 0,
+    });
+  }
+
+  /** A durable SEND (flags 0) of a UTF-8 text. */
+  sendText(clientMsgId: number, to: string, text: string, flags = 0): void {
+    this.send({ type: 'SEND', clientMsgId, flags, to, payload: new TextEncoder().encode(text) });
+  }
+
+  // ------------------------------------------------------------ receiving
+
+  /** The next unread frame, which must match; fails with what arrived instead (or nothing). */
+  expect<T extends FrameTypeName>(type: T, timeoutMs?: number): Promise<FrameOf<T>>;
+  expect(predicate: (frame: Frame) => boolean, timeoutMs?: number): Promise<Frame>;
+  async expect(m: Matcher, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const next = this.unread[0];
+      if (next) {
+        if (!matches(m, next)) this.fail(`expected ${matcherName(m)}, got ${describe(next)}`);
+        this.unread.shift();
+        return next;
+      }
+      if (this.decodeError || this.ended) {
+        this.fail(`expected ${matcherName(m)}, but the server closed the connection`);
+      }
+      if (Date.now() >= deadline) this.fail(`expected ${matcherName(m)} within ${timeoutMs} ms, got nothing`);
+      await this.nextEvent(deadline);
+    }
+  }
+
+  /** The first unread frame that matches (others stay unread, in order). */
+  waitFor<T extends FrameTypeName>(type: T, timeoutMs?: number): Promise<FrameOf<T>>;
+  waitFor(predicate: (frame: Frame) => boolean, timeoutMs?: number): Promise<Frame>;
+  async waitFor(m: Matcher, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    let scanned = 0;
+    for (;;) {
+      for (let i = scanned; i < this.unread.length; i++) {
+        if (matches(m, this.unread[i]!)) return this.unread.splice(i, 1)[0]!;
+      }
+      scanned = this.unread.length;
+      if (this.decodeError || this.ended) {
+        this.fail(
+          `waited for ${matcherName(m)}, but the server closed the connection; unread: ${this.unreadText()}`,
+        );
+      }
+      if (Date.now() >= deadline) {
+        this.fail(`waited ${timeoutMs} ms for ${matcherName(m)}; unread: ${this.unreadText()}`);
+      }
+      await this.nextEvent(deadline);
+    }
+  }
+
+  /** Takes `count` frames that match, in arrival order, leaving the others unread. */
+  async collect(m: Matcher, count: number, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Frame[]> {
+    const deadline = Date.now() + timeoutMs;
+    const out: Frame[] = [];
+    while (out.length < count) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.fail(`collected ${out.length} of ${count} × ${matcherName(m)} within ${timeoutMs} ms`);
+      }
+      try {
+        out.push(await this.waitFor(m as (frame: Frame) => boolean, left));
+      } catch (err) {
+        this.fail(`collected ${out.length} of ${count} × ${matcherName(m)}: ${(err as Error).message}`);
+      }
+    }
+    return out;
+  }
+
+  /** The next frame must be ERROR with this code (and `ref`, when given). */
+  async expectError(code: ErrorName, opts: { ref?: number; timeoutMs?: number } = {}): Promise<ErrorFrame> {
+    const frame = await this.expect('ERROR', opts.timeoutMs);
+    if (frame.code !== ErrorCode[code]) {
+      this.fail(`expected ERROR ${code}, got ${describe(frame)}`);
+    }
+    if (opts.ref !== undefined && frame.ref !== opts.ref) {
+      this.fail(`expected ERROR ${code} with ref ${opts.ref}, got ${describe(frame)}`);
+    }
+    return frame;
+  }
+
+  /** The next DELIVER. */
+  expectDeliver(timeoutMs?: number): Promise<DeliverFrame> {
+    return this.expect('DELIVER', timeoutMs);
+  }
+
+  /** The ACCEPTED for this clientMsgId, wherever it is among the unread frames. */
+  waitAccepted(clientMsgId: number, timeoutMs?: number): Promise<AcceptedFrame> {
+    return this.waitFor(
+      (f) => f.type === 'ACCEPTED' && f.clientMsgId === clientMsgId,
+      timeoutMs,
+    ) as Promise<AcceptedFrame>;
+  }
+
+  /**
+   * The server closes the connection with nothing more unread (unless allowUnread): fails when a frame
+   * arrives instead or the socket stays open past the timeout.
+   */
+  async expectClosed(timeoutMs = DEFAULT_TIMEOUT_MS, opts: { allowUnread?: boolean } = {}): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!opts.allowUnread && this.unread.length > 0) {
+        this.fail(`expected the connection to close, got ${describe(this.unread[0])}`);
+      }
+      if (this.ended) return;
+      if (Date.now() >= deadline) this.fail(`the connection was still open after ${timeoutMs} ms`);
+      await this.nextEvent(deadline);
+    }
+  }
+
+  /** No frame matching (default: any) arrives within ms. */
+  async expectNothing(ms: number, m: Matcher = () => true): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const hit = this.unread.find((f) => matches(m, f));
+      if (hit) this.fail(`expected nothing for ${ms} ms, got ${describe(hit)}`);
+      if (Date.now() >= deadline) return;
+      await this.nextEvent(deadline);
+    }
+  }
+
+  /** PING with a nonce and wait for its PONG as the next frame: a round trip through the session. */
+  async ping(nonce: number = Math.floor(Math.random() * 2 ** 32), timeoutMs?: number): Promise<void> {
+    this.send({ type: 'PING', nonce });
+    const pong = await this.expect('PONG', timeoutMs);
+    if (pong.nonce !== nonce) this.fail(`PONG nonce ${pong.nonce}, sent ${nonce}`);
+  }
+
+  get unreadCount(): number {
+    return this.unread.length;
+  }
+
+  /** Takes every unread frame. */
+  drain(): Frame[] {
+    return this.unread.splice(0, this.unread.length);
+  }
+
+  unreadText(): string {
+    if (this.unread.length === 0) return 'nothing';
+    const shown = this.unread.slice(0, 5).map(describe).join(', ');
+    return this.unread.length > 5 ? `${shown}, … (${this.unread.length} frames)` : shown;
+  }
+
+  /** Closes our side and destroys the socket shortly after; never waits long. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.socket.end();
+    const timer = setTimeout(() => this.socket.destroy(), 200);
+    await Promise.race([once(this.socket, 'close'), new Promise((r) => setTimeout(r, 500))]);
+    clearTimeout(timer);
+    this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** Opens a TCP connection to the server on loopback. */
+export async function connect(port: number, label?: string, opts: ConnectOptions = {}): Promise<WireClient> {
+  const socket = net.createConnection({ host: HOST, port });
+  const client = new WireClient(socket, label);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`[${label ?? 'client'}] connect to port ${port} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+  client.connectedAt = Date.now();
+  return client;
+}
+
+/** Connects and completes the handshake: the client and its WELCOME. */
+export async function session(
+  port: number,
+  user: string,
+  device: string,
+  opts: HelloOptions = {},
+): Promise<{ client: WireClient; welcome: WelcomeFrame }> {
+  const client = await connect(port, `${user}/${device}`);
+  const welcome = await client.hello(user, device, opts);
+  return { client, welcome };
+}
+
+export function text(payload: Uint8Array): string {
+  return Buffer.from(payload).toString('utf8');
+}
+
+export function bytes(s: string): Uint8Array {
+  return new TextEncoder().encode(s);
+}
+
+export function fromHex(hex: string): Uint8Array {
+  return new Uint8Array(Buffer.from(hex, 'hex'));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Closes every client given, in parallel, each bounded. */
+export async function closeAll(clients: Iterable<WireClient | undefined>): Promise<void> {
+  await Promise.all([...clients].map((c) => c?.close()));
+}
+
+/** Deterministic PRNG (mulberry32) for reproducible random inputs. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
