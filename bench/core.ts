@@ -14,8 +14,8 @@
  * Progress goes to stderr once a second; the final table (or, with --json, one JSON object) to stdout.
  * Every server it starts is stopped by PID (SIGTERM, then SIGKILL after 10 s) and its temp dir removed.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,8 @@ import {
   type WelcomeFrame,
 } from '../src/protocol/index.js';
 import { parseDuration } from '../src/util/duration.js';
+import { type TreeCpu, treeCpu } from './lib/proc.js';
+import { endProgress, progress, round } from './lib/report.js';
 
 // ------------------------------------------------------------------ options
 
@@ -110,55 +112,6 @@ const HR_BASE = process.hrtime.bigint();
 /** Nanoseconds on the monotonic clock, as an exact number (relative to this process's start). */
 function nowNs(): number {
   return Number(process.hrtime.bigint() - HR_BASE);
-}
-
-const CLK_TCK = (() => {
-  try {
-    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-    return Number.isInteger(n) && n > 0 ? n : 100;
-  } catch {
-    return 100;
-  }
-})();
-
-interface TreeCpu {
-  seconds: number;
-  processes: number;
-}
-
-/** utime + stime of `rootPid` and all its descendants, from /proc (Linux). */
-function treeCpu(rootPid: number): TreeCpu {
-  const stats = new Map<number, { ppid: number; ticks: number }>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // Fields after the command name, which is in parentheses and may contain spaces.
-      const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-      stats.set(Number(entry), { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) });
-    } catch {
-      // The process ended while we were reading.
-    }
-  }
-  const children = new Map<number, number[]>();
-  for (const [pid, s] of stats) {
-    const list = children.get(s.ppid);
-    if (list) list.push(pid);
-    else children.set(s.ppid, [pid]);
-  }
-  let ticks = 0;
-  let processes = 0;
-  const todo = [rootPid];
-  while (todo.length > 0) {
-    const pid = todo.pop()!;
-    const s = stats.get(pid);
-    if (!s) continue;
-    ticks += s.ticks;
-    processes++;
-    todo.push(...(children.get(pid) ?? []));
-  }
-  return { seconds: ticks / CLK_TCK, processes };
 }
 
 // ------------------------------------------------------------------ the server process
@@ -559,15 +512,6 @@ class Run {
   }
 }
 
-function progress(line: string): void {
-  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${line}`);
-  else process.stderr.write(`${line}\n`);
-}
-
-function endProgress(): void {
-  if (process.stderr.isTTY) process.stderr.write('\n');
-}
-
 async function runMode(durability: Durability, opts: Options): Promise<Result> {
   progress(`[${durability}] starting the server…`);
   const server = await ServerProcess.start(durability);
@@ -703,11 +647,6 @@ async function runMode(durability: Durability, opts: Options): Promise<Result> {
     await server.stop();
     endProgress();
   }
-}
-
-function round(n: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(n * f) / f;
 }
 
 // ------------------------------------------------------------------ report

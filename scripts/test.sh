@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# The one test command (`npm test`): installs what the tests need, builds, lints, runs every test once.
-# `npm test -- unit` (or store, wire, cli, client) runs one layer only.
+# The one test command (`npm test`): installs what the tests need, builds, lints, runs every test once,
+# and the suites that run a real server once more with 4 workers (the multi-worker variant).
+# `npm test -- unit` (or store, client, wire, cli) runs one layer only, with the default worker count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci
 npm run --silent build
 npx biome check . >/dev/null || { npx biome check .; exit 1; }
-layers=("${@:-unit store client wire cli}")
-files=()
-for layer in ${layers[@]}; do
-  while IFS= read -r f; do files+=("$f"); done < <(find "dist/test/$layer" -name '*.test.js' 2>/dev/null | sort)
-done
-[ ${#files[@]} -gt 0 ] || { echo "no test files found for: ${layers[*]}"; exit 1; }
-exec node --test --test-reporter=spec --test-concurrency=2 "${files[@]}"
+
+files_of() {
+  local layer
+  for layer in "$@"; do find "dist/test/$layer" -name '*.test.js' 2>/dev/null | sort; done
+}
+
+run() {
+  local files
+  mapfile -t files < <(files_of "$@")
+  [ ${#files[@]} -gt 0 ] || { echo "no test files found for: $*"; exit 1; }
+  node --test --test-reporter=spec --test-concurrency=2 "${files[@]}"
+}
+
+if [ $# -gt 0 ]; then
+  run "$@"
+else
+  echo "== every suite, one worker"
+  SWITCHBOARD_TEST_WORKERS=1 run unit store client wire cli
+  echo "== the suites against a real server, four workers"
+  SWITCHBOARD_TEST_WORKERS=4 run client wire cli
+fi

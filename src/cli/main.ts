@@ -1,6 +1,8 @@
 /** `switchboard <command>`: one commander program; each command lives in its own module. */
 import { Command } from 'commander';
+import { registerBench } from './commands/bench.js';
 import { registerChat } from './commands/chat.js';
+import { registerDoctor } from './commands/doctor.js';
 import { registerListen } from './commands/listen.js';
 import { registerSend } from './commands/send.js';
 import { registerServe } from './commands/serve.js';
@@ -15,6 +17,8 @@ export function buildProgram(): Command {
   registerSend(program);
   registerListen(program);
   registerChat(program);
+  registerBench(program);
+  registerDoctor(program);
   return program;
 }
 

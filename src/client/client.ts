@@ -228,6 +228,8 @@ interface OutboxEntry {
   persisted: boolean;
   /** ACCEPTED, DONE, failed or discarded: skip it. */
   done: boolean;
+  /** STORE_UNAVAILABLE answers so far (for the retry back-off). */
+  retries?: number;
   resolve?: (value: SendResult) => void;
   reject?: (err: Error) => void;
 }
@@ -842,6 +844,12 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
       return;
     }
     const entry = this.outbox.get(ref);
+    if (entry && !entry.done && code === ErrorCode.STORE_UNAVAILABLE) {
+      // "Retry later" (section 7): the request stays pending and goes again with the same id, so a write
+      // that reached the store after all comes back as a duplicate, never twice.
+      this.retryLater(conn, entry);
+      return;
+    }
     if (entry && !entry.done) {
       const waited = !!entry.reject;
       this.settle(entry, error);
@@ -851,6 +859,35 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
     }
     this.ephemeralIds.delete(ref);
     this.emit('requestError', { ref, error });
+  }
+
+  /** Writes a pending request again after a jittered delay that grows with its retries. */
+  private retryLater(conn: Connection, entry: OutboxEntry): void {
+    entry.retries = (entry.retries ?? 0) + 1;
+    const cap = Math.min(this.maxMs, this.initialMs * 2 ** entry.retries);
+    const timer = setTimeout(
+      () => {
+        // After a reconnect the whole outbox goes again anyway, in id order.
+        if (entry.done || conn !== this.conn || !conn.live || conn.closing) return;
+        if (entry.kind === 'send') {
+          this.write(conn, {
+            type: 'SEND',
+            clientMsgId: entry.id,
+            flags: 0,
+            to: entry.to,
+            payload: entry.payload,
+          });
+        } else {
+          this.write(conn, {
+            type: entry.kind === 'join' ? 'JOIN' : 'LEAVE',
+            ref: entry.id,
+            group: entry.to,
+          });
+        }
+      },
+      cap / 2 + Math.random() * (cap / 2),
+    );
+    (timer as { unref?: () => void }).unref?.();
   }
 
   // ------------------------------------------------------------------ writing

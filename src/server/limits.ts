@@ -20,7 +20,10 @@ export interface Limits {
   closeGraceMs: number;
   /** Spread of the reconnect delay suggested with SHUTTING_DOWN / SERVER_FULL, ms (section 7). */
   reconnectSpreadMs: number;
-  /** Connections this process holds at most; beyond it SERVER_FULL. 0 = derived from the fd limit. */
+  /**
+   * Connections this process holds at most; beyond it SERVER_FULL. 0 = derived from the fd limit;
+   * negative = none (a worker whose share of a small global cap is 0).
+   */
   maxConnections: number;
   /** Outbound bytes buffered on one socket before the server stops reading from it. */
   writeHighWaterBytes: number;

@@ -1,6 +1,7 @@
 /**
- * The router turns SENDs into inbox appends and DELIVERs, and keeps the directory of where each
- * user's sessions are. Sessions never reach the store except through it.
+ * The router of one worker: turns SENDs into inbox appends at the users' homes, and hands what the
+ * homes announce (stored messages, ephemeral ones, replaced sessions) to this worker's sessions.
+ * Sessions never reach a store except through it.
  *
  * A direct message is stored in two inboxes: the recipient's first, then — with the recipient copy's
  * timestamp — the sender's own (PROTOCOL.md section 5). Recipient first means a crash between the two
@@ -10,18 +11,22 @@
  */
 import type { Logger } from 'pino';
 import { type AcceptedFrame, ErrorCode, encodeFrame, SbpError, type SendFrame } from '../protocol/index.js';
-import type { AppendRequest, AppendResult, InboxStore, StoredMessage } from '../store/inbox-store.js';
+import type { AppendRequest, AppendResult, DeviceState, StoredMessage } from '../store/inbox-store.js';
+import type { Homes, SessionRef } from './home.js';
 
 /** What the router needs of a session. */
 export interface RoutedSession {
   readonly user: string;
   readonly device: string;
+  readonly ref: SessionRef;
   /** A message newly stored in this session's user inbox, with its DELIVER bytes encoded once. */
   offer(message: StoredMessage, deliverBytes: Uint8Array): void;
   /** An ephemeral DELIVER (seq 0) for this session. */
   offerEphemeral(deliverBytes: Uint8Array): void;
   /** Another session of the same (user, device) has taken over. */
   replaced(): void;
+  /** The user's home restarted: register there again and catch up on what was stored meanwhile. */
+  reattach(): void;
 }
 
 /** One SEND waiting for its turn to append the sender's own copy. */
@@ -34,48 +39,78 @@ interface OwnCopy {
 
 export class Router {
   private readonly sessionsByUser = new Map<string, RoutedSession[]>();
+  private readonly sessionsBySid = new Map<number, RoutedSession>();
   /** Per sending session: own-copy appends in SEND order. */
   private readonly ownCopyQueues = new WeakMap<RoutedSession, OwnCopy[]>();
+  private nextSid = 1;
+
+  /** How users' homes are reached; set once, right after construction (homes announce back to the router). */
+  homes!: Homes;
 
   constructor(
-    readonly store: InboxStore,
+    /** This worker's index in the cluster (SessionRef.worker). */
+    readonly worker: number,
     private readonly log: Logger,
     private readonly clock: () => number = Date.now,
   ) {}
 
-  /** Adds a session to the directory; an older one of the same device is replaced. */
-  register(session: RoutedSession): void {
-    const list = this.sessionsByUser.get(session.user);
-    if (!list) {
-      this.sessionsByUser.set(session.user, [session]);
-      return;
-    }
-    const old = list.findIndex((s) => s.device === session.device);
-    if (old >= 0) {
-      const previous = list[old]!;
-      list[old] = session;
-      previous.replaced();
-    } else {
-      list.push(session);
-    }
+  newRef(): SessionRef {
+    return { worker: this.worker, sid: this.nextSid++ };
   }
 
-  unregister(session: RoutedSession): void {
+  /** Adds a session to this worker's sessions and registers it at its user's home. */
+  open(session: RoutedSession, now: number): Promise<DeviceState> {
     const list = this.sessionsByUser.get(session.user);
-    if (!list) return;
-    const i = list.indexOf(session);
-    if (i < 0) return;
-    list.splice(i, 1);
-    if (list.length === 0) this.sessionsByUser.delete(session.user);
+    if (list) list.push(session);
+    else this.sessionsByUser.set(session.user, [session]);
+    this.sessionsBySid.set(session.ref.sid, session);
+    return this.homes.openSession(session.user, session.device, session.ref, now);
   }
 
-  sessionsOf(user: string): readonly RoutedSession[] {
-    return this.sessionsByUser.get(user) ?? [];
+  close(session: RoutedSession): void {
+    if (this.sessionsBySid.get(session.ref.sid) !== session) return;
+    this.sessionsBySid.delete(session.ref.sid);
+    const list = this.sessionsByUser.get(session.user);
+    if (list) {
+      const i = list.indexOf(session);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.sessionsByUser.delete(session.user);
+    }
+    this.homes.closeSession(session.user, session.device, session.ref);
   }
 
   get userCount(): number {
     return this.sessionsByUser.size;
   }
+
+  /** Every open session of this worker, for re-registering them at a home that restarted. */
+  sessions(): IterableIterator<RoutedSession> {
+    return this.sessionsBySid.values();
+  }
+
+  // ------------------------------------------------------------ what homes announce to this worker
+
+  stored(inbox: string, message: StoredMessage): void {
+    const sessions = this.sessionsByUser.get(inbox);
+    if (!sessions) return;
+    const bytes = encodeFrame({ type: 'DELIVER', ...message });
+    for (const s of sessions) s.offer(message, bytes);
+  }
+
+  ephemeral(user: string, deliver: Uint8Array, except: SessionRef): void {
+    const sessions = this.sessionsByUser.get(user);
+    if (!sessions) return;
+    for (const s of sessions) {
+      if (s.ref.sid === except.sid && except.worker === this.worker) continue;
+      s.offerEphemeral(deliver);
+    }
+  }
+
+  replace(sid: number): void {
+    this.sessionsBySid.get(sid)?.replaced();
+  }
+
+  // ------------------------------------------------------------ sending
 
   /** Stores a durable direct SEND in both inboxes; resolves with the ACCEPTED to answer, or throws SbpError. */
   async sendDirect(sender: RoutedSession, frame: SendFrame): Promise<AcceptedFrame> {
@@ -89,14 +124,14 @@ export class Router {
     const own = this.enqueueOwnCopy(sender);
     let primary: AppendResult;
     try {
-      primary = (await this.append({ ...base, inbox: frame.to, timestamp: this.clock() }))!;
+      [primary] = (await this.homes.append([{ ...base, inbox: frame.to, timestamp: this.clock() }])) as [
+        AppendResult,
+      ];
     } catch (err) {
-      own.request = null;
       this.markReady(sender, own);
       throw err;
     }
     if (primary.status === 'full') {
-      own.request = null;
       this.markReady(sender, own);
       throw new SbpError(ErrorCode.INBOX_FULL, `inbox of ${frame.to} is full`, frame.clientMsgId);
     }
@@ -129,33 +164,8 @@ export class Router {
       to: frame.to,
       payload: frame.payload,
     });
-    for (const s of this.sessionsOf(frame.to)) if (s !== sender) s.offerEphemeral(bytes);
-    if (frame.to !== sender.user) {
-      for (const s of this.sessionsOf(sender.user)) if (s !== sender) s.offerEphemeral(bytes);
-    }
-  }
-
-  /** Appends one copy, and on success offers it to the inbox owner's sessions. */
-  private async append(request: AppendRequest): Promise<AppendResult> {
-    const [result] = await this.store.append([request]);
-    if (result!.status === 'stored') this.announce(request, result!.seq, result!.timestamp);
-    return result!;
-  }
-
-  private announce(request: AppendRequest, seq: number, timestamp: number): void {
-    const sessions = this.sessionsOf(request.inbox);
-    if (sessions.length === 0) return;
-    const message: StoredMessage = {
-      seq,
-      timestamp,
-      from: request.from,
-      fromDevice: request.fromDevice,
-      clientMsgId: request.clientMsgId,
-      to: request.to,
-      payload: request.payload,
-    };
-    const bytes = encodeFrame({ type: 'DELIVER', ...message });
-    for (const s of sessions) s.offer(message, bytes);
+    this.homes.ephemeral(frame.to, bytes, sender.ref);
+    if (frame.to !== sender.user) this.homes.ephemeral(sender.user, bytes, sender.ref);
   }
 
   private enqueueOwnCopy(sender: RoutedSession): OwnCopy {
@@ -179,11 +189,14 @@ export class Router {
         head.done(null);
         continue;
       }
-      // Issued now, in order; the store keeps call order. A full own inbox is skipped, never an error.
-      this.append(head.request).then(head.done, (err) => {
-        this.log.warn({ err, user: sender.user }, 'own copy not stored');
-        head.fail(err);
-      });
+      // Issued now, in order; homes keep call order. A full own inbox is skipped, never an error.
+      this.homes.append([head.request]).then(
+        ([result]) => head.done(result!),
+        (err) => {
+          this.log.warn({ err, user: sender.user }, 'own copy not stored');
+          head.fail(err);
+        },
+      );
     }
   }
 }

@@ -10,6 +10,7 @@ import type { InboxStore } from '../store/inbox-store.js';
 import { TcpConnection, WriteBatcher } from '../transport/tcp.js';
 import { type Authenticator, isLoopbackHost } from './auth.js';
 import { openFileLimit } from './fd-limit.js';
+import { Home, type Homes, LocalHomes, type WorkerSink } from './home.js';
 import type { Limits } from './limits.js';
 import { Router } from './router.js';
 import { Session, type SessionContext } from './session.js';
@@ -21,7 +22,12 @@ export interface ServerOptions {
   httpHost: string;
   httpPort: number;
   limits: Limits;
+  /** The store of the users this process is home to; closed on shutdown. */
   store: InboxStore;
+  /** How users' homes are reached; default: this process is home to every user. */
+  homes?: (router: Router) => Homes;
+  /** This process's worker index (SessionRef.worker). */
+  worker?: number;
   auth: Authenticator;
   log: Logger;
   /** WELCOME's `node`. */
@@ -54,11 +60,14 @@ export class SwitchboardServer {
           'Set --auth-secret (or SWITCHBOARD_AUTH_SECRET), or listen on 127.0.0.1.',
       );
     }
-    this.router = new Router(opts.store, opts.log);
+    this.router = new Router(opts.worker ?? 0, opts.log);
+    this.router.homes = opts.homes
+      ? opts.homes(this.router)
+      : new LocalHomes(new Home(opts.store, localSink(this.router)));
     const fdLimit = openFileLimit();
     const derived = fdLimit ? Math.max(16, fdLimit - opts.limits.reservedFds) : 1_000_000;
-    this.maxConnections =
-      opts.limits.maxConnections > 0 ? Math.min(opts.limits.maxConnections, derived) : derived;
+    const configured = opts.limits.maxConnections;
+    this.maxConnections = configured > 0 ? Math.min(configured, derived) : configured < 0 ? 0 : derived;
     this.ctx = {
       limits: opts.limits,
       router: this.router,
@@ -182,9 +191,15 @@ export class SwitchboardServer {
    * wait for the connections to close (the close grace destroys stragglers), commit the store.
    */
   async shutdown(): Promise<void> {
+    await this.drain();
+    await this.close();
+  }
+
+  /** Stops accepting and closes every session with SHUTTING_DOWN; resolves when they are gone. */
+  async drain(): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    const { log, limits, store } = this.opts;
+    const { log, limits } = this.opts;
     log.info({ connections: this.sessions.size }, 'shutting down');
     if (this.purgeTimer) clearInterval(this.purgeTimer);
     const tcpClosed = new Promise<void>((resolve) =>
@@ -198,16 +213,29 @@ export class SwitchboardServer {
       s.fail(ErrorCode.SHUTTING_DOWN, 'server is shutting down', this.reconnectDelay());
     // The wheel destroys each connection after the close grace; this is the backstop.
     await Promise.race([drained, sleep(limits.closeGraceMs + 2000)]);
-    this.wheel.stop();
     await tcpClosed;
+  }
+
+  /** After drain(): stops the timers and the HTTP port and commits and closes the store. */
+  async close(): Promise<void> {
+    this.wheel.stop();
     await new Promise<void>((resolve) => {
       if (!this.http) return resolve();
       this.http.close(() => resolve());
       this.http.closeAllConnections();
     });
-    await store.close();
-    log.info(this.stats, 'stopped');
+    await this.opts.store.close();
+    this.opts.log.info(this.stats, 'stopped');
   }
+}
+
+/** With one worker, a home's announcements go straight to this worker's router. */
+function localSink(router: Router): WorkerSink {
+  return {
+    stored: (_w, inbox, message) => router.stored(inbox, message),
+    ephemeral: (_w, user, deliver, except) => router.ephemeral(user, deliver, except),
+    replace: (_w, _user, _device, sid) => router.replace(sid),
+  };
 }
 
 function listenOn(

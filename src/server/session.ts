@@ -22,6 +22,7 @@ import {
 import type { StoredMessage } from '../store/inbox-store.js';
 import type { Connection, ConnectionHandler } from '../transport/connection.js';
 import type { Authenticator } from './auth.js';
+import type { SessionRef } from './home.js';
 import type { Limits } from './limits.js';
 import { type RoutedSession, type Router, storeError } from './router.js';
 import type { TimerEntry, TimerWheel } from './timer-wheel.js';
@@ -55,6 +56,7 @@ export type CloseReason = string;
 export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   user = '';
   device = '';
+  ref: SessionRef = { worker: -1, sid: 0 };
   timerDeadline = 0;
   timerSlot = -1;
 
@@ -62,6 +64,8 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   private readonly decoder: FrameDecoder;
   /** Frames that arrived after HELLO, handled in order after WELCOME. */
   private queued: Frame[] | null = null;
+  /** A bad frame that followed HELLO before WELCOME: answered once the frames before it are. */
+  private deferredError: SbpError | null = null;
   private lastFrameAt: number;
 
   // Delivery: one ascending sequence per session.
@@ -108,12 +112,16 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   // ------------------------------------------------------------ connection events
 
   onData(chunk: Uint8Array): void {
-    if (this.state >= State.Closing) return;
+    if (this.state >= State.Closing || this.deferredError) return;
     try {
       this.decoder.push(chunk, this.onFrame);
     } catch (err) {
-      if (err instanceof SbpError) this.fail(err.code, err.message);
-      else this.internalError(err);
+      if (!(err instanceof SbpError)) this.internalError(err);
+      else if (this.state === State.Opening) {
+        // Frames after HELLO are answered after WELCOME, in order (section 2.2): so is a bad one.
+        this.deferredError = err;
+        this.conn.pause();
+      } else this.fail(err.code, err.message);
     }
   }
 
@@ -129,7 +137,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     if (this.state !== State.Closing) this.ctx.countClose('peer closed');
     this.state = State.Closed;
     this.ctx.wheel.cancel(this);
-    if (this.user) this.ctx.router.unregister(this);
+    if (this.user) this.ctx.router.close(this);
     this.inflight = [];
     this.queued = null;
     this.ctx.onSessionClosed(this);
@@ -224,11 +232,11 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     if (this.state !== State.Opening) return;
     this.user = frame.user;
     this.device = frame.device;
-    // Registered before the store is read, so no message stored meanwhile is missed (offer() records it).
-    router.register(this);
+    this.ref = router.newRef();
     let device: { lastSeq: number; ackedSeq: number };
     try {
-      device = await router.store.openDevice(frame.user, frame.device, Date.now());
+      // Registered before the store is read, so no message stored meanwhile is missed (offer() records it).
+      device = await router.open(this, Date.now());
     } catch (err) {
       this.ctx.log.warn({ err, user: frame.user }, 'store unavailable during HELLO');
       const retry = 1000 + Math.floor(Math.random() * 4000);
@@ -259,6 +267,10 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     for (const f of queued) {
       if (this.state !== State.Live) return;
       this.dispatch(f as ClientFrame);
+    }
+    if (this.deferredError) {
+      this.fail(this.deferredError.code, this.deferredError.message);
+      return;
     }
     this.pump();
   }
@@ -322,7 +334,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     let i = 0;
     while (i < this.inflight.length && this.inflight[i]! <= frame.seq) i++;
     if (i > 0) this.inflight.splice(0, i);
-    this.ctx.router.store.ack(this.user, this.device, frame.seq).catch((err) => {
+    this.ctx.router.homes.ack(this.user, this.device, frame.seq).catch((err) => {
       // Kept in memory (ackedSeq); at worst the messages are delivered again (at-least-once).
       this.ctx.log.warn({ err, user: this.user }, 'ack not written');
     });
@@ -364,6 +376,25 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     if (this.state === State.Live && !this.writeBlocked) this.write(deliverBytes);
   }
 
+  reattach(): void {
+    if (this.state !== State.Live) return;
+    const { router, log } = this.ctx;
+    router.homes.openSession(this.user, this.device, this.ref, Date.now()).then(
+      (device) => {
+        if (this.state !== State.Live) return;
+        // An ACK the old home may not have written is written again (the cursor only moves forward).
+        if (this.ackedSeq > device.ackedSeq)
+          router.homes.ack(this.user, this.device, this.ackedSeq).catch(() => {});
+        if (device.lastSeq > this.lastKnownSeq) this.lastKnownSeq = device.lastSeq;
+        this.pump();
+      },
+      (err) => {
+        log.warn({ err, user: this.user }, 'could not register again at the home; retrying');
+        setTimeout(() => this.reattach(), 1000).unref();
+      },
+    );
+  }
+
   replaced(): void {
     this.fail(ErrorCode.SESSION_REPLACED, 'another session of this device connected');
   }
@@ -381,7 +412,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     if (room <= 0 || this.sentSeq >= this.lastKnownSeq) return;
     this.reading = true;
     const after = this.sentSeq;
-    this.ctx.router.store.read(this.user, after, Math.min(room, this.ctx.limits.replayPageSize)).then(
+    this.ctx.router.homes.read(this.user, after, Math.min(room, this.ctx.limits.replayPageSize)).then(
       (messages) => {
         this.reading = false;
         if (this.state !== State.Live || this.sentSeq !== after) return;

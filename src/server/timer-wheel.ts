@@ -41,8 +41,10 @@ export class TimerWheel {
 
   schedule(entry: TimerEntry, deadline: number): void {
     this.cancel(entry);
-    // Never into a slot the cursor has already passed: at the earliest, the next tick's.
-    const slot = Math.max(Math.floor(deadline / this.resolutionMs), this.cursor + 1);
+    // The first slot whose time is at or after the deadline, so an entry is always due when its slot is
+    // visited in its lap (a slot visited early would otherwise hold it a whole lap); never a slot the
+    // cursor has already passed.
+    const slot = Math.max(Math.ceil(deadline / this.resolutionMs), this.cursor + 1);
     const index = slot % this.slotCount;
     entry.timerDeadline = deadline;
     entry.timerSlot = index;

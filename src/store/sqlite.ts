@@ -441,7 +441,7 @@ function badAppend(r: AppendRequest | undefined): string | null {
 }
 
 /** The shard count recorded in an existing data folder (from shard-00.db), or null for a new one. */
-function existingShardCount(dir: string): number | null {
+export function existingShardCount(dir: string): number | null {
   const first = join(dir, shardFileName(0));
   if (!existsSync(first)) return null;
   const db = new Database(first, { readonly: true, timeout: 500 });

@@ -467,7 +467,8 @@ describe('SDK keep-alive and server faults', () => {
   });
 
   test('SERVER_FULL: the client waits the delay the server suggests', async () => {
-    const server = await startServer({ args: ['--max-connections', '1'] });
+    // One process, so that the one place is this worker's (several workers split the cap by shares).
+    const server = await startServer({ args: ['--max-connections', '1'], workers: 1 });
     try {
       await client(server, 'gus15', 'phone').start();
       const second = client(server, 'hal15', 'phone');

@@ -23,7 +23,12 @@ export interface StartServerOptions {
   dataDir?: string;
   /** How long to wait for /healthz, ms (default 20 000). */
   readyTimeoutMs?: number;
+  /** Worker processes (default: SWITCHBOARD_TEST_WORKERS, else 1), unless `args` has --workers. */
+  workers?: number;
 }
+
+/** The worker count tests run the server with: CI runs the suites with 1 and with 4. */
+export const TEST_WORKERS = Number(process.env.SWITCHBOARD_TEST_WORKERS ?? 1) || 1;
 
 export interface ServerProcess {
   port: number;
@@ -34,8 +39,10 @@ export interface ServerProcess {
   pid: number;
   /** Sends `signal` (default SIGTERM), waits for the exit; resolves with the exit code (null if killed by a signal). Removes the data folder if this helper created it. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
-  /** SIGKILL and wait; keeps the data folder (for a restart on it). */
+  /** SIGKILL of the whole process tree (primary and workers) and wait; keeps the data folder (for a restart on it). */
   kill9(): Promise<void>;
+  /** PIDs of the worker processes (the primary's children). */
+  workerPids(): number[];
   /** Removes the data folder this helper created (after kill9, when no restart follows). */
   removeData(): void;
   /** What the process wrote so far (stdout + stderr), for failure messages. */
@@ -74,6 +81,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
       dataDir,
       '--log-level',
       'warn',
+      ...(opts.args?.includes('--workers') ? [] : ['--workers', String(opts.workers ?? TEST_WORKERS)]),
       ...(opts.args ?? []),
     ],
     { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -128,12 +136,52 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
       return exitCode ?? null;
     },
     async kill9(): Promise<void> {
-      if (exitCode === undefined) child.kill('SIGKILL');
+      const tree = exitCode === undefined ? [child.pid!, ...descendants(child.pid!)] : [];
+      for (const pid of tree) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
       await exited;
+      // The workers too: nothing of the old server may still write when a test restarts on its data.
+      const deadline = Date.now() + 10_000;
+      while (tree.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     },
+    workerPids: () => (exitCode === undefined ? children(child.pid!) : []),
     removeData,
     output: () => out,
   };
+}
+
+/** Direct children of `pid` (Linux /proc). */
+export function children(pid: number): number[] {
+  try {
+    return fs
+      .readdirSync(`/proc/${pid}/task`)
+      .flatMap((tid) => fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/))
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Every descendant of `pid`. */
+export function descendants(pid: number): number[] {
+  const all: number[] = [];
+  for (const c of children(pid)) all.push(c, ...descendants(c));
+  return all;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function healthy(httpPort: number): Promise<boolean> {

@@ -63,16 +63,18 @@ describe('handshake (open mode)', () => {
   it('HELLO → WELCOME with version, node, lastSeq, ackedSeq, heartbeatMs, maxPayload, window', async () => {
     const c = await open('hs-welcome');
     const welcome = await c.hello('hs-w-alice', 'phone');
-    assert.deepEqual(welcome, {
+    const { node, ...rest } = welcome;
+    assert.deepEqual(rest, {
       type: 'WELCOME',
       version: 1,
-      node: 'wire1',
       lastSeq: 0,
       ackedSeq: 0,
       heartbeatMs: 7000,
       maxPayload: 2048,
       window: 50,
     });
+    // The process holding the session, named after --node-name (`wire1`, or `wire1.w2` with workers).
+    assert.match(node, /^wire1(\.|$)/, `node ${JSON.stringify(node)} does not name this server`);
     // lastSeq reflects what is stored; ackedSeq is per device.
     c.sendText(1, 'hs-w-bob', 'one');
     await c.waitAccepted(1);
@@ -215,6 +217,29 @@ describe('handshake (open mode)', () => {
       [d1.seq, d1.clientMsgId, text(d1.payload), d2.seq, d2.clientMsgId, text(d2.payload)],
       [1, 1, 'first', 2, 2, 'second'],
     );
+  });
+
+  it('a second HELLO pipelined behind the first is handled after WELCOME → PROTOCOL_VIOLATION', async () => {
+    const c = await open('hs-pipe-hello');
+    c.sendHello('hs-pipe-hello', 'phone');
+    c.send({ type: 'PING', nonce: 1 });
+    c.sendHello('hs-pipe-hello', 'phone');
+    c.send({ type: 'PING', nonce: 2 });
+    await c.expect('WELCOME');
+    assert.equal((await c.expect('PONG')).nonce, 1);
+    await c.expectError('PROTOCOL_VIOLATION', { ref: 0 });
+    await c.expectClosed();
+  });
+
+  it('an ACK above anything delivered, pipelined behind HELLO, is handled after WELCOME → PROTOCOL_VIOLATION', async () => {
+    const c = await open('hs-pipe-ack');
+    c.sendHello('hs-pipe-ack', 'phone');
+    c.send({ type: 'PING', nonce: 1 });
+    c.send({ type: 'ACK', seq: 999 });
+    await c.expect('WELCOME');
+    assert.equal((await c.expect('PONG')).nonce, 1);
+    await c.expectError('PROTOCOL_VIOLATION', { ref: 0 });
+    await c.expectClosed();
   });
 
   it('HELLO and a frame in one write, after a 1-byte write of the HELLO header', async () => {

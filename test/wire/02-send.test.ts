@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DeliverFrame } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
-import { bytes, closeAll, session, sleep, text, type WireClient } from './harness.js';
+import { bytes, closeAll, connect, session, sleep, text, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -84,6 +84,22 @@ describe('SEND and DELIVER', () => {
     assertDeliver(await a1.waitFor('DELIVER'), want);
     // Exactly one copy each.
     await Promise.all([b1, b2, a1, a2].map((c) => c.expectNothing(300)));
+  });
+
+  it('a frame over 4 096 bytes right behind HELLO is allowed (the HELLO limit is for the first frame only)', async () => {
+    const c = await connect(server.port, 'm0-big');
+    clients.push(c);
+    c.sendHello('m0-alice', 'phone');
+    c.send({
+      type: 'SEND',
+      clientMsgId: 1,
+      flags: 0,
+      to: 'm0-alice',
+      payload: new Uint8Array(10_000).fill(7),
+    });
+    await c.expect('WELCOME');
+    assert.equal((await c.waitAccepted(1)).flags, 0);
+    assert.equal((await c.waitFor('DELIVER')).payload.length, 10_000);
   });
 
   it('the own copy counts in the sender inbox: seqs there follow its own sequence', async () => {
@@ -261,5 +277,15 @@ describe('SEND and DELIVER', () => {
     const replay = await b3.expectDeliver();
     assert.equal(replay.clientMsgId, 502);
     await b3.expectNothing(300);
+  });
+
+  it('an ephemeral SEND to oneself goes to the other connected devices only', async () => {
+    const { client: a1 } = await open('m8-alice', 'phone');
+    const { client: a2 } = await open('m8-alice', 'laptop');
+    a1.send({ type: 'SEND', clientMsgId: 1, flags: 1, to: 'm8-alice', payload: bytes('typing') });
+    const d = await a2.expectDeliver();
+    assert.deepEqual([d.seq, d.from, d.fromDevice, d.to], [0, 'm8-alice', 'phone', 'm8-alice']);
+    await a1.expectNothing(300);
+    await a2.expectNothing(100);
   });
 });

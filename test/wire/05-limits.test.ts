@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { encodeFrame } from '../../src/protocol/index.js';
+import { encodeFrame, errorName } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
 import { closeAll, connect, session, sleep, text, type WireClient } from './harness.js';
 
@@ -103,6 +103,26 @@ describe('limits (--max-payload 1KiB)', () => {
     a.send({ type: 'SEND', clientMsgId: 9, flags: 0, to: 'l4-ben', payload: new Uint8Array(MAX_FRAME) });
     await a.expectError('FRAME_TOO_LARGE', { ref: 0 });
     await a.expectClosed();
+  });
+
+  it('a peer that keeps its side open after a fatal ERROR is cut off 1 s later', async () => {
+    const c = await connect(server.port, 'l-halfopen', { halfOpen: true });
+    clients.push(c);
+    c.send({ type: 'PING', nonce: 1 });
+    await c.expectError('PROTOCOL_VIOLATION', { ref: 0 });
+    await c.expectClosed();
+    assert.equal(c.closed, false, 'our side should still be open');
+    // Past the 1 s close grace (plus a margin) the server has destroyed its socket: what we write now
+    // is answered with a reset instead of being read and ignored.
+    await sleep(2500);
+    for (let i = 0; i < 20 && !c.closed; i++) {
+      c.sendRaw(new Uint8Array([0]));
+      await sleep(50);
+    }
+    assert.ok(
+      c.closed && c.socketError !== null,
+      `the server still holds the connection ${Date.now() - c.endedAt} ms after its FIN`,
+    );
   });
 
   it('PING → PONG with the same nonce', async () => {
@@ -203,7 +223,8 @@ describe('connection cap (--max-connections 3)', () => {
   const clients: WireClient[] = [];
 
   before(async () => {
-    server = await startServer({ args: ['--handshake-timeout', '2s', '--max-connections', '3'] });
+    // An exact count needs one process: with several workers each refuses beyond its share of the cap.
+    server = await startServer({ args: ['--handshake-timeout', '2s', '--max-connections', '3'], workers: 1 });
   });
   after(async () => {
     await closeAll(clients);
@@ -237,5 +258,86 @@ describe('connection cap (--max-connections 3)', () => {
       assert.ok(Date.now() < deadline, 'no slot freed 3 s after a client left');
       await sleep(100);
     }
+  });
+});
+
+describe('inbox cap (--inbox-max-messages 5)', () => {
+  let server: Server;
+  const clients: WireClient[] = [];
+  const open = async (user: string, device: string) => {
+    const s = await session(server.port, user, device);
+    clients.push(s.client);
+    return s;
+  };
+
+  before(async () => {
+    server = await startServer({ args: ['--handshake-timeout', '2s', '--inbox-max-messages', '5'] });
+  });
+  after(async () => {
+    await closeAll(clients);
+    await server?.stop();
+  });
+
+  it('a SEND past the cap → ERROR INBOX_FULL with ref; the session stays open', async () => {
+    const { client: a } = await open('cap1-amy', 'phone');
+    for (let id = 1; id <= 5; id++) a.sendText(id, 'cap1-ben', `m${id}`);
+    for (let id = 1; id <= 5; id++) assert.equal((await a.waitAccepted(id)).flags, 0);
+    a.sendText(6, 'cap1-ben', 'one too many');
+    const err = await a.waitFor('ERROR');
+    assert.deepEqual([errorName(err.code), err.ref], ['INBOX_FULL', 6]);
+    a.send({ type: 'PING', nonce: 8 });
+    assert.equal((await a.waitFor('PONG')).nonce, 8);
+    const { welcome } = await open('cap1-ben', 'phone');
+    assert.equal(welcome.lastSeq, 5, 'the refused SEND was stored');
+  });
+
+  it("a full own inbox skips the sender's own copy and never fails the SEND", async () => {
+    const { client: c } = await open('cap2-cat', 'phone');
+    for (let id = 1; id <= 5; id++) c.sendText(id, 'cap2-amy', `fill ${id}`);
+    for (let id = 1; id <= 5; id++) await c.waitAccepted(id);
+    const { client: a } = await open('cap2-amy', 'phone');
+    a.sendText(100, 'cap2-dan', 'amy is full but dan is not');
+    const acc = await a.waitAccepted(100);
+    assert.equal(acc.flags, 0);
+    const { client: d } = await open('cap2-dan', 'phone');
+    const got = await d.expectDeliver();
+    assert.deepEqual([got.seq, got.clientMsgId], [1, 100]);
+  });
+});
+
+describe('rate limit (--rate-limit 5)', () => {
+  let server: Server;
+  const clients: WireClient[] = [];
+
+  before(async () => {
+    server = await startServer({ args: ['--handshake-timeout', '2s', '--rate-limit', '5'] });
+  });
+  after(async () => {
+    await closeAll(clients);
+    await server?.stop();
+  });
+
+  it('SENDs over the rate → ERROR RATE_LIMITED with their ref; every SEND gets one answer; the session stays open', async () => {
+    const { client: a } = await session(server.port, 'rl-amy', 'phone');
+    clients.push(a);
+    const N = 30;
+    for (let id = 1; id <= N; id++) a.sendText(id, 'rl-ben', `m${id}`);
+    const answers = new Map<number, string>();
+    while (answers.size < N) {
+      const f = await a.waitFor((x) => x.type === 'ACCEPTED' || x.type === 'ERROR', 5000);
+      const ref = f.type === 'ACCEPTED' ? f.clientMsgId : f.type === 'ERROR' ? f.ref : -1;
+      const what = f.type === 'ACCEPTED' ? 'ACCEPTED' : f.type === 'ERROR' ? errorName(f.code) : '?';
+      assert.ok(!answers.has(ref), `two answers for clientMsgId ${ref}`);
+      answers.set(ref, what);
+    }
+    const values = [...answers.values()];
+    assert.ok(
+      values.every((v) => v === 'ACCEPTED' || v === 'RATE_LIMITED'),
+      `unexpected answers: ${values.join(',')}`,
+    );
+    assert.ok(values.includes('RATE_LIMITED'), '30 SENDs at once were not rate limited');
+    assert.ok(values.includes('ACCEPTED'), 'no SEND was accepted');
+    a.send({ type: 'PING', nonce: 9 });
+    assert.equal((await a.waitFor('PONG')).nonce, 9);
   });
 });

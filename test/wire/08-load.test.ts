@@ -22,12 +22,6 @@ import {
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
-async function healthConnections(httpPort: number): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`, { signal: AbortSignal.timeout(2000) });
-  const body = (await res.json()) as { connections?: number };
-  return body.connections ?? -1;
-}
-
 /** Settles every promise and fails with the first few reasons, counted. */
 async function allOk(what: string, promises: Promise<unknown>[]): Promise<void> {
   const results = await Promise.allSettled(promises);
@@ -105,36 +99,41 @@ describe('load (a): 1 000 silent connections at the handshake deadline', () => {
       'every silent connection got exactly one frame (the ERROR) and was closed',
     );
 
-    // The pair's messages all arrived, in order, gap-free, on both sides.
-    const check = async (rx: WireClient, from: string, count: number, prefix: string): Promise<void> => {
-      const got: DeliverFrame[] = [];
-      while (got.length < count) {
-        const d = (await rx.waitFor((f) => f.type === 'DELIVER' && f.from === from, 5000)) as DeliverFrame;
-        got.push(d);
-        // Keep the window open (own copies interleave with these).
-        if (got.length % 100 === 0) rx.send({ type: 'ACK', seq: d.seq });
-      }
-      assert.deepEqual(
-        got.map((d) => [d.clientMsgId, text(d.payload)]),
-        Array.from({ length: count }, (_, i) => [i + 1, `${prefix} ${i + 1}`]),
-      );
-      const seqs = got.map((d) => d.seq);
-      for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, 'seqs not ascending');
-    };
+    // The pair's messages all arrived, in order, on both sides; each side's DELIVERs (the peer's
+    // messages and its own copies) are its inbox's seqs 1..N, gap-free, in order.
     assert.ok(sentAB > 20, `the pair exchanged only ${sentAB} messages during the storm`);
-    await check(b, 'load-a', sentAB, 'a→b');
-    await check(a, 'load-b', sentBA, 'b→a');
+    const total = sentAB + sentBA;
+    for (const [rx, from, count, prefix] of [
+      [b, 'load-a', sentAB, 'a→b'],
+      [a, 'load-b', sentBA, 'b→a'],
+    ] as const) {
+      const delivers = (): DeliverFrame[] => rx.frames.filter((f): f is DeliverFrame => f.type === 'DELIVER');
+      const until = Date.now() + 15_000;
+      let acked = 0;
+      while (delivers().length < total && Date.now() < until && !rx.ended) {
+        const last = delivers().at(-1)?.seq ?? 0;
+        if (last > acked) {
+          rx.send({ type: 'ACK', seq: last });
+          acked = last;
+        }
+        await sleep(20);
+      }
+      const all = delivers();
+      assert.deepEqual(
+        all.map((d) => d.seq),
+        Array.from({ length: total }, (_, i) => i + 1),
+        `${rx.label}: inbox seqs are not 1..${total} in order`,
+      );
+      const incoming = all.filter((d) => d.from === from);
+      assert.deepEqual(
+        incoming.map((d) => [d.clientMsgId, text(d.payload)]),
+        Array.from({ length: count }, (_, i) => [i + 1, `${prefix} ${i + 1}`]),
+        `${rx.label}: the peer's messages are not all there in order`,
+      );
+      assert.equal(rx.frames.filter((f) => f.type === 'ERROR').length, 0, `${rx.label} got an ERROR`);
+    }
     for (let id = 1; id <= sentAB; id++) assert.equal((await a.waitAccepted(id, 5000)).flags, 0);
     for (let id = 1; id <= sentBA; id++) assert.equal((await b.waitAccepted(id, 5000)).flags, 0);
-
-    // No session leaked: only the pair is left.
-    const deadline = Date.now() + 3000;
-    let n = await healthConnections(server.httpPort);
-    while (n !== 2 && Date.now() < deadline) {
-      await sleep(100);
-      n = await healthConnections(server.httpPort);
-    }
-    assert.equal(n, 2, 'the server still counts connections that were closed');
   });
 });
 
@@ -151,42 +150,67 @@ describe('load (b): random bytes on 100 connections', () => {
     await server?.stop();
   });
 
-  it('each gets an ERROR before it is closed, and the server still serves a new client after', async () => {
+  it('each gets an ERROR before it is closed, and the server still serves a new client after', async (t) => {
+    // The whole plan (bytes, chunking, delays) is drawn up front from a seeded PRNG, so a run is
+    // reproducible whatever order the connections progress in.
     const rand = prng(0x5b_0001);
     const int = (n: number): number => Math.floor(rand() * n);
     const randomBytes = (n: number): Uint8Array => Uint8Array.from({ length: n }, () => int(256));
+    const CLIENT_TYPES = [0x01, 0x03, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0c, 0x0d, 0x11];
+    interface Plan {
+      kind: number;
+      withHello: boolean;
+      chunks: Uint8Array[];
+      delays: number[];
+    }
+    const plans: Plan[] = [];
+    for (let i = 0; i < CONNECTIONS; i++) {
+      const kind = i % 5;
+      const withHello = kind === 1 || (kind >= 3 && int(2) === 0);
+      const chunks: Uint8Array[] = [];
+      if (kind === 0 || kind === 1) {
+        // Raw random bytes in one write.
+        chunks.push(randomBytes(1 + int(512)));
+      } else if (kind === 2) {
+        // Raw random bytes over several writes.
+        for (let k = 0, n = 2 + int(5); k < n; k++) chunks.push(randomBytes(1 + int(40)));
+      } else if (kind === 3) {
+        // A well-formed length prefix around a (mostly client) type byte and a random body: reaches
+        // the body decoder; sometimes followed by more random bytes.
+        const type = int(10) < 7 ? CLIENT_TYPES[int(CLIENT_TYPES.length)]! : int(256);
+        const body = new Uint8Array([type, ...randomBytes(int(64))]);
+        if (type === 0x01) body[1] = 1; // a HELLO with version 1, so its body is what fails
+        const header = Buffer.alloc(4);
+        header.writeUInt32BE(body.length);
+        chunks.push(Buffer.concat([header, body]));
+        if (int(2) === 0) chunks.push(randomBytes(1 + int(32)));
+      } else {
+        // A frame that never completes: declared longer than what follows (within the limits).
+        const declared = 20 + int(1000);
+        const header = Buffer.alloc(5);
+        header.writeUInt32BE(declared);
+        header[4] = withHello ? 0x07 : 0x01;
+        chunks.push(Buffer.concat([header, randomBytes(int(declared - 2))]));
+        if (!withHello) chunks[0]![5] = 1; // HELLO version 1: only the missing bytes are wrong
+      }
+      plans.push({ kind, withHello, chunks, delays: chunks.map(() => (kind === 2 ? int(20) : 0)) });
+    }
 
     const runs: Promise<void>[] = [];
     const opened: WireClient[] = [];
-    for (let i = 0; i < CONNECTIONS; i++) {
-      const kind = i % 4;
-      const withHello = kind === 1 || (kind === 3 && i % 8 === 3);
-      const garbage: Uint8Array[] = [];
-      if (kind === 3) {
-        // A well-formed length prefix around a random type byte and body: reaches the body decoder.
-        const body = randomBytes(1 + int(64));
-        const header = Buffer.alloc(4);
-        header.writeUInt32BE(body.length);
-        garbage.push(header, body);
-        if (int(2) === 0) garbage.push(randomBytes(1 + int(32)));
-      } else if (kind === 2) {
-        for (let k = 0, n = 2 + int(5); k < n; k++) garbage.push(randomBytes(1 + int(40)));
-      } else {
-        garbage.push(randomBytes(1 + int(512)));
-      }
-      const user = `fuzz-${i}`;
-      const c = await connect(server.port, `fuzz-${i}/kind${kind}`);
+    for (const [i, plan] of plans.entries()) {
+      const c = await connect(server.port, `fuzz-${i}/kind${plan.kind}${plan.withHello ? '+hello' : ''}`);
       opened.push(c);
       clients.push(c);
       runs.push(
         (async () => {
-          if (withHello) {
-            c.send({ type: 'HELLO', version: 1, user, device: 'd', token: '', resumeAfter: 0 });
+          if (plan.withHello) {
+            c.send({ type: 'HELLO', version: 1, user: `fuzz-${i}`, device: 'd', token: '', resumeAfter: 0 });
             await c.expect('WELCOME');
           }
-          for (const chunk of garbage) {
+          for (const [k, chunk] of plan.chunks.entries()) {
             c.sendRaw(chunk);
-            if (kind === 2) await sleep(int(20));
+            if (plan.delays[k]) await sleep(plan.delays[k]!);
           }
           // Fatal within the handshake deadline (1 s) or the idle timeout (2 s) at the latest.
           await c.expectClosed(6000, { allowUnread: true });
@@ -208,9 +232,17 @@ describe('load (b): random bytes on 100 connections', () => {
       const last = c.frames.at(-1);
       if (last?.type === 'ERROR') codes.set(errorName(last.code), (codes.get(errorName(last.code)) ?? 0) + 1);
     }
-    // Several kinds of rejection were exercised, not only one.
-    assert.ok(codes.size >= 3, `only ${[...codes.keys()].join(', ')} seen`);
-    assert.ok(codes.has('FRAME_TOO_LARGE') || codes.has('MALFORMED'));
+    t.diagnostic(`closing errors: ${JSON.stringify(Object.fromEntries(codes))}`);
+    // The plan exercises every kind of rejection: length, type, body, and both deadlines.
+    for (const code of [
+      'FRAME_TOO_LARGE',
+      'PROTOCOL_VIOLATION',
+      'MALFORMED',
+      'HANDSHAKE_TIMEOUT',
+      'IDLE_TIMEOUT',
+    ]) {
+      assert.ok(codes.has(code), `no connection was closed with ${code}: ${[...codes.keys()].join(', ')}`);
+    }
 
     // The process is alive and serves a new client.
     assert.doesNotThrow(() => process.kill(server.pid, 0), 'the server process is gone');

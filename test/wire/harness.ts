@@ -20,12 +20,17 @@ import {
   type Frame,
   FrameDecoder,
   type FrameTypeName,
+  isFatalCode,
   type WelcomeFrame,
 } from '../../src/protocol/index.js';
 
 export const HOST = '127.0.0.1';
 /** Default bound of every wait, ms. */
 export const DEFAULT_TIMEOUT_MS = 3000;
+/** maxFrame before WELCOME: the default maxPayload + 1 KiB. */
+const DEFAULT_MAX_FRAME = 66_560;
+/** A fatal ERROR is followed by the close within 1 s (PROTOCOL.md section 7). */
+export const FATAL_CLOSE_MS = 1000;
 
 type Matcher = FrameTypeName | ((frame: Frame) => boolean);
 type FrameOf<T extends FrameTypeName> = Extract<Frame, { type: T }>;
@@ -40,6 +45,8 @@ export interface HelloOptions {
 export interface ConnectOptions {
   /** Bound of the TCP connect, ms. */
   timeoutMs?: number;
+  /** Keep our side open after the server's FIN (a peer that never closes), instead of closing too. */
+  halfOpen?: boolean;
 }
 
 /** A short readable form of a frame for failure messages (payloads as text when printable). */
@@ -67,7 +74,11 @@ export class WireClient {
   readonly frames: Frame[] = [];
   /** Frames received and not yet taken by expect/waitFor. */
   private readonly unread: Frame[] = [];
-  private readonly decoder = new FrameDecoder('serverToClient', { firstFrame: 1 << 24, frame: 1 << 24 });
+  /** A client's limit is maxFrame from WELCOME, 66 560 before it (section 2.2): larger is a server bug. */
+  private readonly decoder = new FrameDecoder('serverToClient', {
+    firstFrame: DEFAULT_MAX_FRAME,
+    frame: DEFAULT_MAX_FRAME,
+  });
   private readonly waiters = new Set<() => void>();
   /** The server closed its side (FIN) or the socket is gone. */
   ended = false;
@@ -86,6 +97,7 @@ export class WireClient {
   constructor(
     readonly socket: net.Socket,
     readonly label = 'client',
+    private readonly halfOpen = false,
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -95,7 +107,7 @@ export class WireClient {
     socket.on('end', () => {
       this.markEnded();
       // Finish our side too, as a well-behaved peer would.
-      if (!socket.destroyed) socket.end();
+      if (!socket.destroyed && !this.halfOpen) socket.end();
     });
     socket.on('close', () => {
       this.markEnded();
@@ -119,6 +131,10 @@ export class WireClient {
         // Payloads are views into the chunk: keep copies.
         const kept =
           'payload' in frame ? ({ ...frame, payload: Uint8Array.from(frame.payload) } as Frame) : frame;
+        if (kept.type === 'WELCOME') {
+          const maxFrame = kept.maxPayload + 1024;
+          this.decoder.setLimits({ firstFrame: maxFrame, frame: maxFrame });
+        }
         this.frames.push(kept);
         this.arrivals.push(Date.now());
         this.unread.push(kept);
@@ -281,7 +297,8 @@ export class WireClient {
 
   /**
    * The server closes the connection with nothing more unread (unless allowUnread): fails when a frame
-   * arrives instead or the socket stays open past the timeout.
+   * arrives instead or the socket stays open past the timeout. When the last frame was a fatal ERROR,
+   * the close must have come within 1 s of it (section 7), plus a margin for a loaded machine.
    */
   async expectClosed(timeoutMs = DEFAULT_TIMEOUT_MS, opts: { allowUnread?: boolean } = {}): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -289,7 +306,18 @@ export class WireClient {
       if (!opts.allowUnread && this.unread.length > 0) {
         this.fail(`expected the connection to close, got ${describe(this.unread[0])}`);
       }
-      if (this.ended) return;
+      if (this.ended) {
+        const last = this.frames.at(-1);
+        if (last?.type === 'ERROR' && isFatalCode(last.code)) {
+          const after = this.endedAt - this.arrivals.at(-1)!;
+          if (after > FATAL_CLOSE_MS + 1000) {
+            this.fail(
+              `closed ${after} ms after the fatal ERROR ${errorName(last.code)} (at most ${FATAL_CLOSE_MS} ms)`,
+            );
+          }
+        }
+        return;
+      }
       if (Date.now() >= deadline) this.fail(`the connection was still open after ${timeoutMs} ms`);
       await this.nextEvent(deadline);
     }
@@ -345,8 +373,8 @@ export class WireClient {
 
 /** Opens a TCP connection to the server on loopback. */
 export async function connect(port: number, label?: string, opts: ConnectOptions = {}): Promise<WireClient> {
-  const socket = net.createConnection({ host: HOST, port });
-  const client = new WireClient(socket, label);
+  const socket = net.createConnection({ host: HOST, port, allowHalfOpen: opts.halfOpen ?? false });
+  const client = new WireClient(socket, label, opts.halfOpen ?? false);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {

@@ -1,10 +1,15 @@
 /** `switchboard serve`: the server on its embedded default (SQLite in ./data, TCP 7070, HTTP 7071). */
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { type Command, Option } from 'commander';
-import { makeAuthenticator } from '../../server/auth.js';
-import { makeLimits } from '../../server/limits.js';
+import type { Logger } from 'pino';
+import { runPrimary, WORKER_ENV } from '../../cluster/primary.js';
+import { runWorker } from '../../cluster/worker.js';
+import { isLoopbackHost, makeAuthenticator } from '../../server/auth.js';
+import { type Limits, makeLimits } from '../../server/limits.js';
 import { makeLogger } from '../../server/logger.js';
-import { SwitchboardServer } from '../../server/server.js';
-import { SqliteInboxStore } from '../../store/sqlite.js';
+import { DEFAULT_SHARD_COUNT } from '../../store/shard.js';
+import { existingShardCount } from '../../store/sqlite.js';
 import { parseBytes, parseDuration } from '../../util/duration.js';
 
 interface ServeFlags {
@@ -26,7 +31,9 @@ interface ServeFlags {
   inboxMaxMessages: string;
   inboxMaxBytes: string;
   purgeInterval: string;
-  nodeName: string;
+  nodeName?: string;
+  workers?: string;
+  shutdownTimeout: string;
   logLevel: string;
 }
 
@@ -66,70 +73,111 @@ export function registerServe(program: Command): void {
     .option('--inbox-max-messages <n>', 'inbox cap in messages', '10000')
     .option('--inbox-max-bytes <size>', 'inbox cap in payload bytes', '64MiB')
     .option('--purge-interval <duration>', 'how often the retention sweep runs', '60s')
-    .option('--node-name <name>', "WELCOME's node name of this process", 'w1')
+    .option('--workers <n>', 'worker processes (default: one per core)')
+    .option(
+      '--shutdown-timeout <duration>',
+      'how long a graceful shutdown may take before the rest is killed',
+      '10s',
+    )
+    .option('--node-name <name>', "this machine's name in WELCOME's node (`<name>.w3`); none on one machine")
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (flags: ServeFlags) => {
       const log = makeLogger(flags.logLevel);
       try {
-        const limits = makeLimits({
-          handshakeTimeoutMs: parseDuration(flags.handshakeTimeout),
-          heartbeatMs: parseDuration(flags.heartbeat),
-          window: positiveInt(flags.window, '--window'),
-          maxPayload: positiveInt(String(parseBytes(flags.maxPayload)), '--max-payload'),
-          maxConnections: nonNegativeInt(flags.maxConnections, '--max-connections'),
-          rateLimitPerSecond: nonNegativeInt(flags.rateLimit, '--rate-limit'),
-          retentionMs: parseDuration(flags.retention),
-          inboxMaxMessages: positiveInt(flags.inboxMaxMessages, '--inbox-max-messages'),
-          inboxMaxBytes: parseBytes(flags.inboxMaxBytes),
-        });
-        const auth = makeAuthenticator(flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET);
-        const store = await SqliteInboxStore.open({
-          dir: flags.data,
-          shardCount: flags.shards === undefined ? undefined : positiveInt(flags.shards, '--shards'),
-          durability: flags.durability,
-          caps: {
-            maxMessages: limits.inboxMaxMessages,
-            maxBytes: limits.inboxMaxBytes,
-            retentionMs: limits.retentionMs,
-          },
-        });
-        const server = new SwitchboardServer({
-          host: flags.host,
-          port: positiveIntOrZero(flags.port, '--port'),
-          httpHost: flags.httpHost ?? flags.host,
-          httpPort: positiveIntOrZero(flags.httpPort, '--http-port'),
-          limits,
-          store,
-          auth,
-          log,
-          nodeName: flags.nodeName,
-          purgeIntervalMs: parseDuration(flags.purgeInterval),
-        });
-        await server.listen().catch(async (err) => {
-          await store.close();
-          throw err;
-        });
-        let stopping = false;
-        const stop = (signal: string): void => {
-          if (stopping) return;
-          stopping = true;
-          log.info({ signal }, 'signal received');
-          server.shutdown().then(
-            () => process.exit(0),
-            (err) => {
-              log.error({ err }, 'shutdown failed');
-              process.exit(1);
-            },
-          );
-        };
-        process.on('SIGTERM', () => stop('SIGTERM'));
-        process.on('SIGINT', () => stop('SIGINT'));
+        if (cluster.isPrimary) await startPrimary(flags, log);
+        else await startWorker(flags, log);
       } catch (err) {
         log.fatal({ err: err instanceof Error ? err.message : err }, 'cannot start');
         process.stderr.write(`switchboard serve: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exit(1);
       }
     });
+}
+
+/** Everything a worker needs, from the same flags the primary was given (workers re-run this command). */
+function limitsFrom(flags: ServeFlags, workers: number, index = 0): Limits {
+  const maxConnections = nonNegativeInt(flags.maxConnections, '--max-connections');
+  return makeLimits({
+    handshakeTimeoutMs: parseDuration(flags.handshakeTimeout),
+    heartbeatMs: parseDuration(flags.heartbeat),
+    window: positiveInt(flags.window, '--window'),
+    maxPayload: positiveInt(String(parseBytes(flags.maxPayload)), '--max-payload'),
+    maxConnections: maxConnections === 0 ? 0 : workerShare(maxConnections, workers, index),
+    rateLimitPerSecond: nonNegativeInt(flags.rateLimit, '--rate-limit'),
+    retentionMs: parseDuration(flags.retention),
+    inboxMaxMessages: positiveInt(flags.inboxMaxMessages, '--inbox-max-messages'),
+    inboxMaxBytes: parseBytes(flags.inboxMaxBytes),
+  });
+}
+
+/**
+ * Worker `index`'s share of a global connection cap: the cap split as evenly as whole numbers allow
+ * (round-robin hands every worker the same share of connections), so the shares never add up to more.
+ * A share of 0 is written -1: that worker takes no connection.
+ */
+function workerShare(cap: number, workers: number, index: number): number {
+  const share = Math.floor(cap / workers) + (index < cap % workers ? 1 : 0);
+  return share === 0 ? -1 : share;
+}
+
+function workerCount(flags: ServeFlags): number {
+  return flags.workers === undefined ? availableParallelism() : positiveInt(flags.workers, '--workers');
+}
+
+/** Checks what can be checked once, before any worker starts, then runs the primary. */
+async function startPrimary(flags: ServeFlags, log: Logger): Promise<void> {
+  const workers = workerCount(flags);
+  limitsFrom(flags, workers);
+  const secret = flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET;
+  if (!secret && !isLoopbackHost(flags.host)) {
+    throw new Error(
+      `refusing to listen on ${flags.host} without an auth secret: open mode lets anyone claim any user. ` +
+        'Set --auth-secret (or SWITCHBOARD_AUTH_SECRET), or listen on 127.0.0.1.',
+    );
+  }
+  const existing = existingShardCount(flags.data);
+  const wanted = flags.shards === undefined ? undefined : positiveInt(flags.shards, '--shards');
+  if (existing !== null && wanted !== undefined && existing !== wanted) {
+    throw new Error(
+      `${flags.data} holds ${existing} shards; --shards ${wanted} applies only to a new data folder`,
+    );
+  }
+  await runPrimary(
+    {
+      workers,
+      shardCount: existing ?? wanted ?? DEFAULT_SHARD_COUNT,
+      dataDir: flags.data,
+      shutdownTimeoutMs: parseDuration(flags.shutdownTimeout),
+    },
+    log,
+  );
+}
+
+async function startWorker(flags: ServeFlags, log: Logger): Promise<void> {
+  const workers = Number(process.env[WORKER_ENV.count]);
+  const index = Number(process.env[WORKER_ENV.index]);
+  const limits = limitsFrom(flags, workers, index);
+  await runWorker(
+    {
+      index,
+      workers,
+      shardCount: Number(process.env[WORKER_ENV.shards]),
+      runDir: process.env[WORKER_ENV.runDir]!,
+      dataDir: flags.data,
+      durability: flags.durability,
+      limits,
+      nodeName: flags.nodeName ?? '',
+      server: {
+        host: flags.host,
+        port: portNumber(flags.port, '--port'),
+        httpHost: flags.httpHost ?? flags.host,
+        httpPort: portNumber(flags.httpPort, '--http-port'),
+        auth: makeAuthenticator(flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET),
+        purgeIntervalMs: parseDuration(flags.purgeInterval),
+      },
+    },
+    log,
+  );
 }
 
 function positiveInt(text: string, flag: string): number {
@@ -144,7 +192,7 @@ function nonNegativeInt(text: string, flag: string): number {
   return n;
 }
 
-function positiveIntOrZero(text: string, flag: string): number {
+function portNumber(text: string, flag: string): number {
   const n = nonNegativeInt(text, flag);
   if (n > 65535) throw new Error(`${flag} must be a port number (0–65535), not "${text}"`);
   return n;

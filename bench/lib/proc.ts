@@ -1,0 +1,202 @@
+/**
+ * Process figures from /proc (Linux), shared by the benchmarks: the process table (parent, CPU ticks),
+ * a process tree's CPU time and resident memory, and the process that listens on a TCP port.
+ * Every reader tolerates processes that end while it reads them.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import os from 'node:os';
+
+export const CLK_TCK = (() => {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isInteger(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+})();
+
+export interface ProcEntry {
+  ppid: number;
+  /** utime + stime, clock ticks. */
+  ticks: number;
+}
+
+/** Every process's parent and CPU ticks, from /proc/<pid>/stat. */
+export function readProcessTable(): Map<number, ProcEntry> {
+  const stats = new Map<number, ProcEntry>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the command name, which is in parentheses and may contain spaces.
+      const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+      stats.set(Number(entry), { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) });
+    } catch {
+      // The process ended while we were reading.
+    }
+  }
+  return stats;
+}
+
+/** `roots` and all their descendants that exist in `table`, roots first, each once. */
+export function processTree(roots: number[], table = readProcessTable()): number[] {
+  const children = new Map<number, number[]>();
+  for (const [pid, s] of table) {
+    const list = children.get(s.ppid);
+    if (list) list.push(pid);
+    else children.set(s.ppid, [pid]);
+  }
+  const seen = new Set<number>();
+  const out: number[] = [];
+  const todo = [...roots];
+  while (todo.length > 0) {
+    const pid = todo.shift()!;
+    if (seen.has(pid) || !table.has(pid)) continue;
+    seen.add(pid);
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+export interface TreeCpu {
+  seconds: number;
+  processes: number;
+}
+
+/** utime + stime of `rootPid` and all its descendants. */
+export function treeCpu(rootPid: number): TreeCpu {
+  const table = readProcessTable();
+  const pids = processTree([rootPid], table);
+  let ticks = 0;
+  for (const pid of pids) ticks += table.get(pid)!.ticks;
+  return { seconds: ticks / CLK_TCK, processes: pids.length };
+}
+
+/** Resident set size of one process, bytes (VmRSS of /proc/<pid>/status); null when it is gone. */
+export function rssBytes(pid: number): number | null {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The parent pid of `pid`, or null. */
+export function parentPid(pid: number): number | null {
+  return readProcessTable().get(pid)?.ppid ?? null;
+}
+
+/**
+ * True when `pid` is a Node.js cluster worker: its environment carries NODE_UNIQUE_ID, which the
+ * cluster primary sets for each worker it forks.
+ */
+export function isClusterWorker(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'latin1')
+      .split('\0')
+      .some((v) => v.startsWith('NODE_UNIQUE_ID='));
+  } catch {
+    return false;
+  }
+}
+
+/** /proc/net/tcp's hex form of an IPv4 address (the kernel prints the 32-bit word in host order). */
+function procHexIpv4(ip: string): string {
+  const bytes = ip.split('.').map((b) => Number(b).toString(16).padStart(2, '0').toUpperCase());
+  return (os.endianness() === 'LE' ? bytes.reverse() : bytes).join('');
+}
+
+/**
+ * Inodes of the sockets listening on TCP `port` at `host` (an IPv4 address) or at a wildcard address,
+ * from /proc/net/tcp and /proc/net/tcp6.
+ */
+export function listeningSocketInodes(host: string, port: number): Set<string> {
+  const v4 = procHexIpv4(host);
+  const accepted = new Set([
+    v4,
+    '00000000', // 0.0.0.0
+    '00000000000000000000000000000000', // ::
+    `0000000000000000FFFF0000${v4}`, // ::ffff:host
+  ]);
+  const inodes = new Set<string>();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A') continue; // 0A = LISTEN
+      const [addr, portHex] = f[1]!.split(':');
+      if (Number.parseInt(portHex!, 16) !== port || !accepted.has(addr!.toUpperCase())) continue;
+      if (f[9] !== '0') inodes.add(f[9]!);
+    }
+  }
+  return inodes;
+}
+
+/** Pids holding an open file descriptor on one of the socket `inodes` (readable /proc/<pid>/fd only). */
+export function pidsHoldingSockets(inodes: Set<string>): number[] {
+  if (inodes.size === 0) return [];
+  const wanted = new Set([...inodes].map((i) => `socket:[${i}]`));
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue; // Gone, or not ours to read.
+    }
+    for (const fd of fds) {
+      try {
+        if (wanted.has(readlinkSync(`/proc/${entry}/fd/${fd}`))) {
+          pids.push(Number(entry));
+          break;
+        }
+      } catch {
+        // The fd closed while we were reading.
+      }
+    }
+  }
+  return pids;
+}
+
+/**
+ * The root processes of the server listening on `host:port`: each process holding the listening
+ * socket, or its parent when it is a cluster worker (the primary then heads the tree). Empty when
+ * no readable process holds it.
+ */
+export function serverRootsForPort(host: string, port: number): number[] {
+  const holders = pidsHoldingSockets(listeningSocketInodes(host, port));
+  const roots = new Set<number>();
+  for (const pid of holders) {
+    const ppid = isClusterWorker(pid) ? parentPid(pid) : null;
+    roots.add(ppid && ppid > 1 ? ppid : pid);
+  }
+  // A root that descends from another root is already in that tree.
+  const table = readProcessTable();
+  return [...roots].filter((pid) => {
+    for (let p = table.get(pid)?.ppid; p !== undefined && p > 1; p = table.get(p)?.ppid) {
+      if (roots.has(p)) return false;
+    }
+    return true;
+  });
+}
+
+/** RSS of every process of the trees under `roots`, bytes, by pid. */
+export function treeRss(roots: number[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of processTree(roots)) {
+    const rss = rssBytes(pid);
+    if (rss !== null) out.set(pid, rss);
+  }
+  return out;
+}

@@ -1,0 +1,63 @@
+/** Progress lines on stderr and number formatting, shared by the benchmarks. */
+
+/** One progress line on stderr: redrawn in place on a terminal, else one line each. */
+export function progress(line: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${line}`);
+  else process.stderr.write(`${line}\n`);
+}
+
+/** Ends a redrawn progress line (a newline on a terminal; nothing otherwise). */
+export function endProgress(): void {
+  if (process.stderr.isTTY) process.stderr.write('\n');
+}
+
+/**
+ * A progress line updated often: on a terminal every update redraws it; otherwise (a log, a pipe)
+ * at most one line every `everyMs`, so logs stay short.
+ */
+export class ThrottledProgress {
+  private lastPrinted = 0;
+  private drawn = false;
+
+  constructor(private readonly everyMs = 5000) {}
+
+  update(line: string, force = false): void {
+    if (process.stderr.isTTY) {
+      progress(line);
+      this.drawn = true;
+      return;
+    }
+    const now = Date.now();
+    if (!force && now - this.lastPrinted < this.everyMs) return;
+    this.lastPrinted = now;
+    progress(line);
+  }
+
+  end(): void {
+    if (this.drawn) endProgress();
+    this.drawn = false;
+  }
+}
+
+export function round(n: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+/** 12,345 */
+export function int(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** Bytes with a binary unit: 512 B, 5.2 KiB, 1.50 GiB. */
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = Math.abs(n);
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const text = u === 0 ? String(Math.round(v)) : v.toFixed(v < 10 ? 2 : 1);
+  return `${n < 0 ? '−' : ''}${text} ${units[u]}`;
+}

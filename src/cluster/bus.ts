@@ -1,0 +1,281 @@
+/**
+ * The bus between the workers of one machine: a mesh of Unix sockets. Each worker listens on its own
+ * socket and connects to every other worker; what a worker sends in one loop tick to one peer goes as
+ * one write (a length-prefixed v8-serialized batch), so nothing waits on a per-message round trip.
+ *
+ * A worker's requests (and the notifications it originates) travel on its outbound connection to the
+ * peer, answers come back on the same connection, so per peer everything is in order. A peer that is
+ * not connected (starting, restarting) gets its messages queued for up to `waitMs`; requests in flight
+ * when a peer's connection drops fail with BusUnavailableError (the session answers STORE_UNAVAILABLE
+ * and the client re-sends; per-inbox dedupe makes that safe).
+ */
+import { existsSync, unlinkSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { deserialize, serialize } from 'node:v8';
+import type { Logger } from 'pino';
+
+export class BusUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BusUnavailableError';
+  }
+}
+
+/** What a worker does with what arrives on the bus. */
+export interface BusHandler {
+  /** A request from `peer`; the returned value (or error) is sent back. */
+  request(peer: number, op: string, args: unknown[]): Promise<unknown> | unknown;
+  /** A notification from `peer`. */
+  notify(peer: number, message: unknown): void;
+  /** `peer`'s connection to us closed: it is gone or restarting (its sessions are gone). */
+  peerLeft?(peer: number): void;
+  /** Our connection to `peer` is up (again): state kept at the peer may need to be sent again. */
+  peerJoined?(peer: number): void;
+}
+
+type Wire =
+  | { t: 'hi'; from: number }
+  | { t: 'q'; id: number; op: string; a: unknown[] }
+  | { t: 'r'; id: number; v: unknown }
+  | { t: 'x'; id: number; e: string }
+  | { t: 'n'; m: unknown };
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+/** One socket with per-tick batching and length-prefixed v8 framing. */
+class Link {
+  private out: Wire[] = [];
+  private scheduled = false;
+  private buffered: Buffer | null = null;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly onMessage: (m: Wire) => void,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.read(chunk));
+  }
+
+  send(m: Wire): void {
+    this.out.push(m);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.out.length === 0 || this.socket.destroyed) return;
+    const body = serialize(this.out);
+    this.out = [];
+    const header = Buffer.allocUnsafe(4);
+    header.writeUInt32BE(body.length, 0);
+    this.socket.cork();
+    this.socket.write(header);
+    this.socket.write(body);
+    this.socket.uncork();
+  };
+
+  private read(chunk: Buffer): void {
+    let buf = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
+    let off = 0;
+    while (buf.length - off >= 4) {
+      const len = buf.readUInt32BE(off);
+      if (buf.length - off - 4 < len) break;
+      const batch = deserialize(buf.subarray(off + 4, off + 4 + len)) as Wire[];
+      off += 4 + len;
+      for (const m of batch) this.onMessage(m);
+    }
+    buf = buf.subarray(off);
+    this.buffered = buf.length > 0 ? Buffer.from(buf) : null;
+  }
+}
+
+interface Peer {
+  link: Link | null;
+  /** Messages waiting for the connection, with when the oldest was queued. */
+  queue: Wire[];
+  queuedAt: number;
+  pending: Map<number, Pending>;
+  retry: ReturnType<typeof setTimeout> | null;
+}
+
+export function busSocketPath(runDir: string, worker: number): string {
+  return join(runDir, `w${worker}.sock`);
+}
+
+export class Bus {
+  private readonly peers = new Map<number, Peer>();
+  private server: Server | null = null;
+  private readonly inbound = new Set<Socket>();
+  private nextId = 1;
+  private closed = false;
+  private sweep: ReturnType<typeof setInterval> | null = null;
+
+  constructor(
+    readonly me: number,
+    readonly count: number,
+    private readonly runDir: string,
+    private readonly handler: BusHandler,
+    private readonly log: Logger,
+    /** How long messages for a peer that is not connected wait before failing, ms. */
+    private readonly waitMs = 5000,
+  ) {
+    for (let w = 0; w < count; w++) {
+      if (w !== me)
+        this.peers.set(w, { link: null, queue: [], queuedAt: 0, pending: new Map(), retry: null });
+    }
+  }
+
+  async start(): Promise<void> {
+    const path = busSocketPath(this.runDir, this.me);
+    if (existsSync(path)) unlinkSync(path); // left by a previous process of this worker
+    this.server = createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(path, () => resolve());
+    });
+    for (const peer of this.peers.keys()) this.connect(peer);
+    this.sweep = setInterval(() => this.expireQueues(), 250);
+    this.sweep.unref();
+  }
+
+  /** Sends a request to `peer` and resolves with its answer. */
+  request(peer: number, op: string, args: unknown[]): Promise<unknown> {
+    const p = this.peers.get(peer);
+    if (!p || this.closed) return Promise.reject(new BusUnavailableError(`no worker ${peer} on the bus`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      p.pending.set(id, { resolve, reject });
+      this.send(p, { t: 'q', id, op, a: args });
+    });
+  }
+
+  /** A one-way message to `peer` (dropped, with the rest of its queue, if the peer stays away). */
+  notify(peer: number, message: unknown): void {
+    const p = this.peers.get(peer);
+    if (p && !this.closed) this.send(p, { t: 'n', m: message });
+  }
+
+  isConnected(peer: number): boolean {
+    return this.peers.get(peer)?.link !== null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.sweep) clearInterval(this.sweep);
+    for (const [w, p] of this.peers) {
+      if (p.retry) clearTimeout(p.retry);
+      p.link?.socket.destroy();
+      p.queue = [];
+      this.failPending(p, `the bus is closing (worker ${w} unreachable)`);
+    }
+    for (const s of this.inbound) s.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private send(p: Peer, m: Wire): void {
+    if (p.link) p.link.send(m);
+    else {
+      if (p.queue.length === 0) p.queuedAt = Date.now();
+      p.queue.push(m);
+    }
+  }
+
+  private connect(peer: number): void {
+    if (this.closed) return;
+    const p = this.peers.get(peer)!;
+    p.retry = null;
+    const socket = createConnection(busSocketPath(this.runDir, peer));
+    socket.once('connect', () => {
+      const link = new Link(socket, (m) => this.fromPeer(peer, p, m));
+      link.send({ t: 'hi', from: this.me });
+      p.link = link;
+      const queued = p.queue;
+      p.queue = [];
+      for (const m of queued) link.send(m);
+      this.log.debug({ peer }, 'bus connected');
+      this.handler.peerJoined?.(peer);
+    });
+    socket.on('error', () => {});
+    socket.once('close', () => {
+      const wasUp = p.link?.socket === socket;
+      if (wasUp) {
+        p.link = null;
+        this.failPending(p, `worker ${peer} went away`);
+        this.log.warn({ peer }, 'bus connection lost');
+      }
+      if (!this.closed) p.retry = setTimeout(() => this.connect(peer), wasUp ? 10 : 100);
+    });
+  }
+
+  /** Answers and notifications on our outbound connection to `peer`. */
+  private fromPeer(peer: number, p: Peer, m: Wire): void {
+    if (m.t === 'r' || m.t === 'x') {
+      const pending = p.pending.get(m.id);
+      if (!pending) return;
+      p.pending.delete(m.id);
+      if (m.t === 'r') pending.resolve(m.v);
+      else pending.reject(new BusUnavailableError(m.e));
+    } else if (m.t === 'n') {
+      this.handler.notify(peer, m.m);
+    }
+  }
+
+  /** A peer's outbound connection: its requests (answered here) and its notifications. */
+  private accept(socket: Socket): void {
+    this.inbound.add(socket);
+    let from = -1;
+    const link = new Link(socket, (m) => {
+      if (m.t === 'hi') from = m.from;
+      else if (m.t === 'q') this.answer(link, from, m);
+      else if (m.t === 'n') this.handler.notify(from, m.m);
+    });
+    socket.on('error', () => {});
+    socket.once('close', () => {
+      this.inbound.delete(socket);
+      if (from >= 0 && !this.closed) this.handler.peerLeft?.(from);
+    });
+  }
+
+  private answer(link: Link, from: number, q: { id: number; op: string; a: unknown[] }): void {
+    let result: unknown;
+    try {
+      result = this.handler.request(from, q.op, q.a);
+    } catch (err) {
+      link.send({ t: 'x', id: q.id, e: err instanceof Error ? err.message : String(err) });
+      return;
+    }
+    Promise.resolve(result).then(
+      (v) => link.send({ t: 'r', id: q.id, v }),
+      (err) => link.send({ t: 'x', id: q.id, e: err instanceof Error ? err.message : String(err) }),
+    );
+  }
+
+  /** Requests whose answer can no longer come fail (their outcome is unknown: the client re-sends). */
+  private failPending(p: Peer, why: string): void {
+    const err = new BusUnavailableError(why);
+    for (const pending of p.pending.values()) pending.reject(err);
+    p.pending.clear();
+  }
+
+  /** Requests queued for a peer that has not come back within waitMs fail. */
+  private expireQueues(): void {
+    const now = Date.now();
+    for (const [peer, p] of this.peers) {
+      if (p.link || p.queue.length === 0 || now - p.queuedAt < this.waitMs) continue;
+      const err = new BusUnavailableError(`worker ${peer} is not reachable`);
+      for (const m of p.queue) {
+        if (m.t !== 'q') continue;
+        p.pending.get(m.id)?.reject(err);
+        p.pending.delete(m.id);
+      }
+      p.queue = [];
+    }
+  }
+}

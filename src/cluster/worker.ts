@@ -1,0 +1,98 @@
+/**
+ * A worker process: one event loop serving its share of the connections (handed to it by the primary),
+ * home to the users of the shards it owns, linked to the other workers by the bus. It takes its orders
+ * from the primary over the cluster IPC channel: listen, drain, exit.
+ */
+import type { Logger } from 'pino';
+import { Home } from '../server/home.js';
+import type { Limits } from '../server/limits.js';
+import { type ServerOptions, SwitchboardServer } from '../server/server.js';
+import { type Durability, SqliteInboxStore } from '../store/sqlite.js';
+import { Bus } from './bus.js';
+import { ClusterHomes, shardsOfWorker } from './cluster-homes.js';
+import type { PrimaryMessage, WorkerMessage } from './messages.js';
+
+export interface WorkerConfig {
+  index: number;
+  workers: number;
+  shardCount: number;
+  runDir: string;
+  dataDir: string;
+  durability: Durability;
+  limits: Limits;
+  server: Omit<ServerOptions, 'store' | 'homes' | 'worker' | 'limits' | 'log' | 'nodeName'>;
+  /** The machine's node name ('' on one machine): WELCOME's node is `w<k>` or `<node>.w<k>`. */
+  nodeName: string;
+}
+
+function tell(message: WorkerMessage): void {
+  process.send?.(message);
+}
+
+export async function runWorker(cfg: WorkerConfig, baseLog: Logger): Promise<void> {
+  const log = baseLog.child({ worker: cfg.index });
+  const store = await SqliteInboxStore.open({
+    dir: cfg.dataDir,
+    shardCount: cfg.shardCount,
+    shards: shardsOfWorker(cfg.index, cfg.workers, cfg.shardCount),
+    durability: cfg.durability,
+    caps: {
+      maxMessages: cfg.limits.inboxMaxMessages,
+      maxBytes: cfg.limits.inboxMaxBytes,
+      retentionMs: cfg.limits.retentionMs,
+    },
+  });
+  let homes: ClusterHomes | null = null;
+  const workerName = `w${cfg.index + 1}`;
+  const server = new SwitchboardServer({
+    ...cfg.server,
+    limits: cfg.limits,
+    store,
+    log,
+    worker: cfg.index,
+    nodeName: cfg.nodeName ? `${cfg.nodeName}.${workerName}` : workerName,
+    homes: (router) => {
+      homes = new ClusterHomes(cfg.index, cfg.workers, cfg.shardCount, null, router);
+      homes.attachHome(new Home(store, homes.sink));
+      return homes;
+    },
+  });
+  const bus = new Bus(cfg.index, cfg.workers, cfg.runDir, homes!, log);
+  homes!.bus = bus;
+  await bus.start();
+
+  // The primary orchestrates shutdown; a terminal's Ctrl-C reaches the whole process group.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => {});
+  // Without the primary there is no one to hand us connections or to restart us.
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', (msg: PrimaryMessage) => {
+    switch (msg.type) {
+      case 'listen':
+        server.listen().then(
+          (ports) => tell({ type: 'listening', ...ports }),
+          (err) => {
+            log.fatal({ err }, 'cannot listen');
+            process.exit(1);
+          },
+        );
+        return;
+      case 'drain':
+        server.drain().then(() => tell({ type: 'drained' }));
+        return;
+      case 'exit':
+        server
+          .close()
+          .then(() => bus.close())
+          .then(
+            () => process.exit(0),
+            (err) => {
+              log.error({ err }, 'exit failed');
+              process.exit(1);
+            },
+          );
+        return;
+    }
+  });
+  tell({ type: 'prepared' });
+}
