@@ -18,6 +18,8 @@ export interface PrimaryConfig {
   shardCount: number;
   dataDir: string;
   shutdownTimeoutMs: number;
+  /** V8's --max-semi-space-size for the workers, MiB. */
+  semiSpaceMiB: number;
 }
 
 /** Environment a worker reads its place from. */
@@ -56,6 +58,9 @@ export async function runPrimary(cfg: PrimaryConfig, log: Logger): Promise<void>
   let phase: 'starting' | 'running' | 'reloading' | 'stopping' = 'starting';
   let ports = { port: 0, httpPort: 0 };
   cluster.schedulingPolicy = cluster.SCHED_RR;
+  // A small young generation: with the default (up to 16 MiB per semi-space) garbage from handshakes
+  // keeps tens of MiB resident, about 1 KiB per idle connection; throughput was the same within noise.
+  cluster.setupPrimary({ execArgv: [...process.execArgv, `--max-semi-space-size=${cfg.semiSpaceMiB}`] });
 
   const send = (slot: Slot, message: PrimaryMessage): void => {
     if (slot.worker.isConnected()) slot.worker.send(message);

@@ -22,6 +22,11 @@ export interface DecoderLimits {
   frame: number;
 }
 
+/** An object that takes decoded frames (lets a long-lived owner avoid a closure per instance). */
+export interface FrameSink {
+  onFrame(frame: Frame): void;
+}
+
 enum State {
   Header,
   Body,
@@ -33,7 +38,8 @@ const EMPTY = new Uint8Array(0);
 
 export class FrameDecoder {
   private state = State.Header;
-  private readonly header = new Uint8Array(4);
+  /** Header bytes received so far of a header split over chunks (no buffer: connections are many). */
+  private headerValue = 0;
   private headerFill = 0;
   /** Buffer of the unfinished frame's body; its capacity grows with the bytes received. */
   private body: Uint8Array = EMPTY;
@@ -74,7 +80,7 @@ export class FrameDecoder {
    * views into it, not copies (copy them to keep them past the chunk's reuse); payloads of frames
    * split over several chunks are views into a buffer the decoder no longer uses.
    */
-  push(chunk: Uint8Array, onFrame: (frame: Frame) => void): void {
+  push(chunk: Uint8Array, onFrame: FrameSink | ((frame: Frame) => void)): void {
     if (this.dead) throw this.failure;
     try {
       this.consume(chunk, onFrame);
@@ -86,7 +92,7 @@ export class FrameDecoder {
     }
   }
 
-  private consume(chunk: Uint8Array, onFrame: (frame: Frame) => void): void {
+  private consume(chunk: Uint8Array, onFrame: FrameSink | ((frame: Frame) => void)): void {
     let off = 0;
     const end = chunk.length;
     while (off < end) {
@@ -97,10 +103,13 @@ export class FrameDecoder {
             ((chunk[off]! << 24) | (chunk[off + 1]! << 16) | (chunk[off + 2]! << 8) | chunk[off + 3]!) >>> 0;
           off += 4;
         } else {
-          while (this.headerFill < 4 && off < end) this.header[this.headerFill++] = chunk[off++]!;
+          while (this.headerFill < 4 && off < end) {
+            this.headerValue = ((this.headerValue << 8) | chunk[off++]!) >>> 0;
+            this.headerFill++;
+          }
           if (this.headerFill < 4) return;
-          const h = this.header;
-          length = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+          length = this.headerValue;
+          this.headerValue = 0;
           this.headerFill = 0;
         }
         this.checkLength(length);
@@ -159,9 +168,10 @@ export class FrameDecoder {
     if (filledBefore < 2 && this.bodyFill >= 2 && body[0] === FrameType.HELLO) checkHelloVersion(body);
   }
 
-  private emit(body: Uint8Array, onFrame: (frame: Frame) => void): void {
+  private emit(body: Uint8Array, onFrame: FrameSink | ((frame: Frame) => void)): void {
     const frame = decodeFrameBody(body, this.direction);
     this.framesSeen++;
-    onFrame(frame);
+    if (typeof onFrame === 'function') onFrame(frame);
+    else onFrame.onFrame(frame);
   }
 }

@@ -43,8 +43,11 @@ export interface WorkerSink {
  * The home of the users of the shards a worker owns: their InboxStore and their session directory.
  */
 export class Home {
-  /** user → device → the session registered for it. */
-  private readonly directory = new Map<string, Map<string, SessionRef>>();
+  /**
+   * user → its registered sessions, one entry per device (usually one or two: an array, not a Map,
+   * since a home holds an entry for every connected user).
+   */
+  private readonly directory = new Map<string, DirectoryEntry[]>();
 
   constructor(
     readonly store: InboxStore,
@@ -52,33 +55,39 @@ export class Home {
   ) {}
 
   async openSession(user: string, device: string, ref: SessionRef, now: number): Promise<DeviceState> {
-    let devices = this.directory.get(user);
-    if (!devices) {
-      devices = new Map();
-      this.directory.set(user, devices);
+    const entry: DirectoryEntry = { device, worker: ref.worker, sid: ref.sid };
+    const entries = this.directory.get(user);
+    if (!entries) this.directory.set(user, [entry]);
+    else {
+      const i = entries.findIndex((e) => e.device === device);
+      if (i < 0) entries.push(entry);
+      else {
+        const previous = entries[i]!;
+        entries[i] = entry;
+        if (previous.worker !== ref.worker || previous.sid !== ref.sid) {
+          this.sink.replace(previous.worker, user, device, previous.sid);
+        }
+      }
     }
-    const previous = devices.get(device);
-    devices.set(device, ref);
     // Registered before the store answers, so no message stored meanwhile misses the session.
-    if (previous && (previous.worker !== ref.worker || previous.sid !== ref.sid)) {
-      this.sink.replace(previous.worker, user, device, previous.sid);
-    }
     return this.store.openDevice(user, device, now);
   }
 
   closeSession(user: string, device: string, ref: SessionRef): void {
-    const devices = this.directory.get(user);
-    const current = devices?.get(device);
-    if (!devices || !current || current.worker !== ref.worker || current.sid !== ref.sid) return;
-    devices.delete(device);
-    if (devices.size === 0) this.directory.delete(user);
+    const entries = this.directory.get(user);
+    if (!entries) return;
+    const i = entries.findIndex((e) => e.device === device && e.worker === ref.worker && e.sid === ref.sid);
+    if (i < 0) return;
+    entries.splice(i, 1);
+    if (entries.length === 0) this.directory.delete(user);
   }
 
   /** A worker is gone: its sessions are no longer anywhere. */
   forgetWorker(worker: number): void {
-    for (const [user, devices] of this.directory) {
-      for (const [device, ref] of devices) if (ref.worker === worker) devices.delete(device);
-      if (devices.size === 0) this.directory.delete(user);
+    for (const [user, entries] of this.directory) {
+      const kept = entries.filter((e) => e.worker !== worker);
+      if (kept.length === 0) this.directory.delete(user);
+      else if (kept.length !== entries.length) this.directory.set(user, kept);
     }
   }
 
@@ -88,8 +97,8 @@ export class Home {
       const r = results[i]!;
       if (r.status !== 'stored') continue;
       const req = requests[i]!;
-      const workers = this.workersOf(req.inbox);
-      if (workers.length === 0) continue;
+      const entries = this.directory.get(req.inbox);
+      if (!entries) continue;
       const message: StoredMessage = {
         seq: r.seq,
         timestamp: r.timestamp,
@@ -99,7 +108,7 @@ export class Home {
         to: req.to,
         payload: req.payload,
       };
-      for (const w of workers) this.sink.stored(w, req.inbox, message);
+      for (const w of workersOf(entries)) this.sink.stored(w, req.inbox, message);
     }
     return results;
   }
@@ -113,20 +122,26 @@ export class Home {
   }
 
   ephemeral(user: string, deliver: Uint8Array, except: SessionRef): void {
-    for (const w of this.workersOf(user)) this.sink.ephemeral(w, user, deliver, except);
+    const entries = this.directory.get(user);
+    if (entries) for (const w of workersOf(entries)) this.sink.ephemeral(w, user, deliver, except);
   }
 
   /** Users with at least one registered session. */
   get onlineUsers(): number {
     return this.directory.size;
   }
+}
 
-  private workersOf(user: string): number[] {
-    const devices = this.directory.get(user);
-    if (!devices) return [];
-    if (devices.size === 1) return [devices.values().next().value!.worker];
-    return [...new Set([...devices.values()].map((r) => r.worker))];
-  }
+interface DirectoryEntry {
+  device: string;
+  worker: number;
+  sid: number;
+}
+
+/** The distinct workers holding these sessions. */
+function workersOf(entries: readonly DirectoryEntry[]): number[] {
+  if (entries.length === 1) return [entries[0]!.worker];
+  return [...new Set(entries.map((e) => e.worker))];
 }
 
 /** One worker that is home to every user. */

@@ -70,6 +70,7 @@ export class SwitchboardServer {
     this.maxConnections = configured > 0 ? Math.min(configured, derived) : configured < 0 ? 0 : derived;
     this.ctx = {
       limits: opts.limits,
+      decoderLimits: { firstFrame: opts.limits.maxHelloFrame, frame: opts.limits.maxFrame },
       router: this.router,
       wheel: this.wheel,
       auth: opts.auth,

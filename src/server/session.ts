@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import {
   type AckFrame,
   type ClientFrame,
+  type DecoderLimits,
   ErrorCode,
   type ErrorCodeValue,
   encodeFrame,
@@ -30,6 +31,8 @@ import type { TimerEntry, TimerWheel } from './timer-wheel.js';
 /** What every session of a worker shares. */
 export interface SessionContext {
   readonly limits: Limits;
+  /** One object for every session's decoder: HELLO's limit, then maxFrame. */
+  readonly decoderLimits: DecoderLimits;
   readonly router: Router;
   readonly wheel: TimerWheel;
   readonly auth: Authenticator;
@@ -92,10 +95,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     private readonly conn: Connection,
     private readonly ctx: SessionContext,
   ) {
-    this.decoder = new FrameDecoder('clientToServer', {
-      firstFrame: ctx.limits.maxHelloFrame,
-      frame: ctx.limits.maxFrame,
-    });
+    this.decoder = new FrameDecoder('clientToServer', ctx.decoderLimits);
     this.lastFrameAt = ctx.wheel.now;
     ctx.wheel.schedule(this, ctx.wheel.now + ctx.limits.handshakeTimeoutMs);
     conn.attach(this);
@@ -114,7 +114,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   onData(chunk: Uint8Array): void {
     if (this.state >= State.Closing || this.deferredError) return;
     try {
-      this.decoder.push(chunk, this.onFrame);
+      this.decoder.push(chunk, this);
     } catch (err) {
       if (!(err instanceof SbpError)) this.internalError(err);
       else if (this.state === State.Opening) {
@@ -170,7 +170,8 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
 
   // ------------------------------------------------------------ frames
 
-  private readonly onFrame = (frame: Frame): void => {
+  /** FrameSink: the decoder hands every complete frame here. */
+  onFrame(frame: Frame): void {
     if (this.state >= State.Closing) return;
     this.lastFrameAt = this.ctx.wheel.now;
     if (this.state === State.Live) {
@@ -186,7 +187,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     } else {
       this.queued!.push(frame);
     }
-  };
+  }
 
   /** One handler per frame type. */
   private dispatch(frame: ClientFrame): void {

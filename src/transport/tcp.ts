@@ -26,10 +26,32 @@ export class WriteBatcher {
   };
 }
 
+/** The connection a socket belongs to: lets every socket share the same four listener functions. */
+const kConnection = Symbol('connection');
+type TaggedSocket = Socket & { [kConnection]: TcpConnection };
+
+function onSocketData(this: TaggedSocket, chunk: Buffer): void {
+  this[kConnection].handler!.onData(chunk);
+}
+function onSocketDrain(this: TaggedSocket): void {
+  this[kConnection].handler!.onDrain();
+}
+function onSocketClose(this: TaggedSocket, hadError: boolean): void {
+  const conn = this[kConnection];
+  conn.closed = true;
+  conn.handler!.onClose(hadError);
+}
+/** Errors (ECONNRESET, EPIPE) are followed by 'close'; the session logs the close reason once. */
+function ignoreSocketError(): void {}
+
+/**
+ * Kept small: a server holds hundreds of thousands of these. No closures per connection (shared
+ * listeners find the connection through a symbol on the socket), the peer's address built only when
+ * a log line asks for it.
+ */
 export class TcpConnection implements Connection {
-  readonly remote: string;
   private corked = false;
-  private handler: ConnectionHandler | null = null;
+  handler: ConnectionHandler | null = null;
   closed = false;
 
   constructor(
@@ -38,21 +60,21 @@ export class TcpConnection implements Connection {
     private readonly highWaterBytes: number,
     readonly kind: TransportKind = 'tcp',
   ) {
-    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
+  }
+
+  get remote(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
   }
 
   attach(handler: ConnectionHandler): void {
     this.handler = handler;
-    const socket = this.socket;
-    socket.on('data', (chunk: Buffer) => handler.onData(chunk));
-    socket.on('drain', () => handler.onDrain());
-    // Errors (ECONNRESET, EPIPE) are followed by 'close'; the session logs the close reason once.
-    socket.on('error', () => {});
-    socket.once('close', (hadError: boolean) => {
-      this.closed = true;
-      handler.onClose(hadError);
-    });
+    const socket = this.socket as TaggedSocket;
+    socket[kConnection] = this;
+    socket.on('data', onSocketData);
+    socket.on('drain', onSocketDrain);
+    socket.on('error', ignoreSocketError);
+    socket.once('close', onSocketClose);
   }
 
   send(bytes: Uint8Array): boolean {
@@ -92,10 +114,5 @@ export class TcpConnection implements Connection {
 
   destroy(): void {
     this.socket.destroy();
-  }
-
-  /** The handler attached, for tests and diagnostics. */
-  get attached(): boolean {
-    return this.handler !== null;
   }
 }

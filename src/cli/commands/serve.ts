@@ -34,6 +34,7 @@ interface ServeFlags {
   nodeName?: string;
   workers?: string;
   shutdownTimeout: string;
+  semiSpace: string;
   logLevel: string;
 }
 
@@ -74,6 +75,11 @@ export function registerServe(program: Command): void {
     .option('--inbox-max-bytes <size>', 'inbox cap in payload bytes', '64MiB')
     .option('--purge-interval <duration>', 'how often the retention sweep runs', '60s')
     .option('--workers <n>', 'worker processes (default: one per core)')
+    .option(
+      '--semi-space <MiB>',
+      "V8's young-generation semi-space per worker (small keeps idle connections cheap)",
+      '1',
+    )
     .option(
       '--shutdown-timeout <duration>',
       'how long a graceful shutdown may take before the rest is killed',
@@ -148,6 +154,7 @@ async function startPrimary(flags: ServeFlags, log: Logger): Promise<void> {
       shardCount: existing ?? wanted ?? DEFAULT_SHARD_COUNT,
       dataDir: flags.data,
       shutdownTimeoutMs: parseDuration(flags.shutdownTimeout),
+      semiSpaceMiB: positiveInt(flags.semiSpace, '--semi-space'),
     },
     log,
   );
