@@ -24,7 +24,7 @@ if [ $# -gt 0 ]; then
   run "$@"
 else
   echo "== every suite, one worker"
-  SWITCHBOARD_TEST_WORKERS=1 run unit store client wire cli
+  SWITCHBOARD_TEST_WORKERS=1 run unit store client wire cli cluster
   echo "== the suites against a real server, four workers"
-  SWITCHBOARD_TEST_WORKERS=4 run client wire cli
+  SWITCHBOARD_TEST_WORKERS=4 run client wire cli cluster
 fi

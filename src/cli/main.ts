@@ -4,6 +4,7 @@ import { registerBench } from './commands/bench.js';
 import { registerChat } from './commands/chat.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerListen } from './commands/listen.js';
+import { registerReload } from './commands/reload.js';
 import { registerSend } from './commands/send.js';
 import { registerServe } from './commands/serve.js';
 import { registerToken } from './commands/token.js';
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .description('Switchboard: a messaging server for hundreds of thousands of connections, and its clients')
     .showHelpAfterError();
   registerServe(program);
+  registerReload(program);
   registerToken(program);
   registerSend(program);
   registerListen(program);

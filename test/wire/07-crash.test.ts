@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { type DeliverFrame, encodeFrame, type Frame } from '../../src/protocol/index.js';
+import { readInbox } from '../helpers/audit.js';
 import { startServer } from '../helpers/server-process.js';
 import { closeAll, session, sleep, text, type WireClient } from './harness.js';
 
@@ -56,21 +57,6 @@ function killTree9(server: Server): Promise<void> {
     }
   }
   return server.kill9();
-}
-
-/** Reads a whole inbox with a new device: WELCOME's lastSeq DELIVERs, ACKing as it goes. */
-async function readInbox(port: number, user: string, clients: WireClient[]): Promise<DeliverFrame[]> {
-  const { client, welcome } = await session(port, user, 'audit');
-  clients.push(client);
-  const got: DeliverFrame[] = [];
-  while (got.length < welcome.lastSeq) {
-    const d = await client.expect('DELIVER', 10_000);
-    got.push(d);
-    if (got.length % 200 === 0) client.send({ type: 'ACK', seq: d.seq });
-  }
-  await client.expectNothing(200);
-  await client.close();
-  return got;
 }
 
 describe('crash: kill -9 in the middle of 5 000 SENDs', () => {

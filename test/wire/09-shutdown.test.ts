@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DeliverFrame } from '../../src/protocol/index.js';
+import { expectShutdownOfAll } from '../helpers/audit.js';
 import { startServer } from '../helpers/server-process.js';
 import { closeAll, session, text, type WireClient } from './harness.js';
 
@@ -60,26 +61,7 @@ describe('shutdown: SIGTERM with 300 clients connected', () => {
     assert.equal(others.length, CLIENTS);
 
     const exit = server.stop('SIGTERM');
-    const results = await Promise.allSettled(
-      all.map(async (c) => {
-        const err = await c.waitFor('ERROR', 10_000);
-        if (err.code !== 10)
-          throw new Error(`[${c.label}] got ERROR ${err.code} ${err.message}, not SHUTTING_DOWN`);
-        if (!(err.ref >= 0 && err.ref <= 10_000))
-          throw new Error(`[${c.label}] reconnect delay ${err.ref} ms`);
-        await c.expectClosed(5000, { allowUnread: true });
-        const after = c.frames.slice(c.frames.indexOf(err) + 1);
-        if (after.length > 0) throw new Error(`[${c.label}] frames after the fatal ERROR: ${after.length}`);
-        return err.ref;
-      }),
-    );
-    const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
-    assert.equal(
-      failed.length,
-      0,
-      `${failed.length} of ${all.length} clients:\n${failed.slice(0, 5).join('\n')}`,
-    );
-    const refs = results.map((r) => (r.status === 'fulfilled' ? r.value : -1));
+    const refs = await expectShutdownOfAll(all, { timeoutMs: 10_000 });
     // Drawn per client from a spread: not one delay for everybody.
     assert.ok(
       new Set(refs).size >= 20,
