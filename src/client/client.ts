@@ -230,6 +230,8 @@ interface OutboxEntry {
   done: boolean;
   /** STORE_UNAVAILABLE answers so far (for the retry back-off). */
   retries?: number;
+  /** The connection's rewind generation when it was last written. */
+  writtenGeneration?: number;
   resolve?: (value: SendResult) => void;
   reject?: (err: Error) => void;
 }
@@ -254,6 +256,11 @@ interface Connection {
   ackEvery: number;
   queue: OutboxEntry[];
   queueHead: number;
+  /** Set while waiting to write the outbox again after STORE_UNAVAILABLE: nothing new is written. */
+  stalled: boolean;
+  rewindTimer?: ReturnType<typeof setTimeout>;
+  /** How many times the outbox was written again on this connection. */
+  generation: number;
   handshakeTimer?: ReturnType<typeof setTimeout>;
   ackTimer?: ReturnType<typeof setTimeout>;
   heartbeatTimer?: ReturnType<typeof setInterval>;
@@ -547,6 +554,8 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
       ackEvery: 1,
       queue: [],
       queueHead: 0,
+      stalled: false,
+      generation: 0,
     };
     this.conn = conn;
     this.setState('connecting');
@@ -605,6 +614,7 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
     conn.closing = true;
     clearTimeout(conn.handshakeTimer);
     clearTimeout(conn.ackTimer);
+    clearTimeout(conn.rewindTimer);
     clearInterval(conn.heartbeatTimer);
     conn.socket?.close();
   }
@@ -847,7 +857,7 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
     if (entry && !entry.done && code === ErrorCode.STORE_UNAVAILABLE) {
       // "Retry later" (section 7): the request stays pending and goes again with the same id, so a write
       // that reached the store after all comes back as a duplicate, never twice.
-      this.retryLater(conn, entry);
+      this.rewind(conn, entry);
       return;
     }
     if (entry && !entry.done) {
@@ -861,33 +871,31 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
     this.emit('requestError', { ref, error });
   }
 
-  /** Writes a pending request again after a jittered delay that grows with its retries. */
-  private retryLater(conn: Connection, entry: OutboxEntry): void {
+  /**
+   * STORE_UNAVAILABLE: the server refuses later SENDs of this session until the failed one comes again
+   * (so per-inbox order survives a server-side failure). Stop writing, wait a jittered back-off, then
+   * write every pending request again in ascending id order, as after a reconnect.
+   */
+  private rewind(conn: Connection, entry: OutboxEntry): void {
+    // An answer to a write made before the last rewind: a newer write of the request is on its way.
+    if ((entry.writtenGeneration ?? 0) < conn.generation) return;
     entry.retries = (entry.retries ?? 0) + 1;
+    if (conn.rewindTimer) return;
+    conn.stalled = true;
     const cap = Math.min(this.maxMs, this.initialMs * 2 ** entry.retries);
-    const timer = setTimeout(
+    conn.rewindTimer = setTimeout(
       () => {
-        // After a reconnect the whole outbox goes again anyway, in id order.
-        if (entry.done || conn !== this.conn || !conn.live || conn.closing) return;
-        if (entry.kind === 'send') {
-          this.write(conn, {
-            type: 'SEND',
-            clientMsgId: entry.id,
-            flags: 0,
-            to: entry.to,
-            payload: entry.payload,
-          });
-        } else {
-          this.write(conn, {
-            type: entry.kind === 'join' ? 'JOIN' : 'LEAVE',
-            ref: entry.id,
-            group: entry.to,
-          });
-        }
+        conn.rewindTimer = undefined;
+        conn.stalled = false;
+        if (conn !== this.conn || !conn.live || conn.closing) return;
+        conn.generation++;
+        conn.queue = [...this.outbox.values()];
+        conn.queueHead = 0;
+        this.flushOutbox(conn);
       },
       cap / 2 + Math.random() * (cap / 2),
     );
-    (timer as { unref?: () => void }).unref?.();
+    (conn.rewindTimer as { unref?: () => void }).unref?.();
   }
 
   // ------------------------------------------------------------------ writing
@@ -945,7 +953,7 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
 
   /** Writes, in id order, every queued entry up to the first one not yet saved. */
   private flushOutbox(conn: Connection): void {
-    while (conn.queueHead < conn.queue.length && conn === this.conn && !conn.closing) {
+    while (conn.queueHead < conn.queue.length && conn === this.conn && !conn.closing && !conn.stalled) {
       const entry = conn.queue[conn.queueHead]!;
       if (entry.done) {
         conn.queueHead++;
@@ -953,6 +961,7 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
       }
       if (!entry.persisted) break;
       conn.queueHead++;
+      entry.writtenGeneration = conn.generation;
       if (entry.kind === 'send') {
         const size = sendFrameSize(entry.to, entry.payload);
         if (size > conn.maxFrame) {

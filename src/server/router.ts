@@ -33,6 +33,8 @@ export interface RoutedSession {
 interface OwnCopy {
   request: AppendRequest | null;
   ready: boolean;
+  /** Queued behind a failed one: fails instead of storing its own copy. */
+  doomed: boolean;
   done: (result: AppendResult | null) => void;
   fail: (err: unknown) => void;
 }
@@ -128,6 +130,7 @@ export class Router {
         AppendResult,
       ];
     } catch (err) {
+      this.doomBehind(sender, own);
       this.markReady(sender, own);
       throw err;
     }
@@ -174,17 +177,44 @@ export class Router {
       queue = [];
       this.ownCopyQueues.set(sender, queue);
     }
-    const entry: OwnCopy = { request: null, ready: false, done: () => {}, fail: () => {} };
+    const entry: OwnCopy = {
+      request: null,
+      ready: false,
+      doomed: false,
+      done: () => {},
+      fail: () => {},
+    };
     queue.push(entry);
     return entry;
   }
 
-  /** Issues own-copy appends from the head of the sender's queue while they are ready, in order. */
+  /**
+   * A SEND failed with an unknown outcome: every own copy queued behind it (from SENDs that arrived
+   * before the failure was known) fails instead of being stored, so none can overtake the failed one's
+   * re-send. SENDs arriving later wait at the session (its send barrier), so the queue is not doomed
+   * for them. `entry` null: the failed one already left the queue, everything queued is behind it.
+   */
+  private doomBehind(sender: RoutedSession, entry: OwnCopy | null): void {
+    const queue = this.ownCopyQueues.get(sender);
+    if (!queue) return;
+    const from = entry ? queue.indexOf(entry) + 1 : 0;
+    for (let i = from; i < queue.length; i++) queue[i]!.doomed = true;
+  }
+
+  /**
+   * Issues own-copy appends from the head of the sender's queue while they are ready, in order. Behind a
+   * SEND that failed with an unknown outcome, the own copies queued at that moment fail too (their SENDs
+   * get STORE_UNAVAILABLE and are re-sent after it), so the sender's inbox keeps the SEND order.
+   */
   private markReady(sender: RoutedSession, entry: OwnCopy): void {
     entry.ready = true;
     const queue = this.ownCopyQueues.get(sender)!;
     while (queue.length > 0 && queue[0]!.ready) {
       const head = queue.shift()!;
+      if (head.doomed && head.request) {
+        head.fail(new SbpError(ErrorCode.STORE_UNAVAILABLE, 'an earlier message failed; send again', 0));
+        continue;
+      }
       if (!head.request) {
         head.done(null);
         continue;
@@ -193,7 +223,8 @@ export class Router {
       this.homes.append([head.request]).then(
         ([result]) => head.done(result!),
         (err) => {
-          this.log.warn({ err, user: sender.user }, 'own copy not stored');
+          this.log.warn({ err: (err as Error)?.message, user: sender.user }, 'own copy not stored');
+          this.doomBehind(sender, null);
           head.fail(err);
         },
       );

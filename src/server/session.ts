@@ -83,6 +83,12 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   private reading = false;
   private writeBlocked = false;
 
+  /**
+   * The lowest clientMsgId whose SEND failed with STORE_UNAVAILABLE (0 = none): per-inbox order must
+   * survive a home worker's crash, so later SENDs wait for its re-send (PROTOCOL.md appendix).
+   */
+  private sendBarrier = 0;
+
   // Backpressure toward a client that floods.
   private pendingSends = 0;
   private readPaused = false;
@@ -302,6 +308,19 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       router.sendEphemeral(this, frame);
       return;
     }
+    if (this.sendBarrier > 0) {
+      // An earlier SEND of this session failed with an unknown outcome: nothing later may be stored
+      // before it, so later ones are refused until the client sends that one (or an earlier one) again.
+      if (frame.clientMsgId > this.sendBarrier) {
+        this.requestError(
+          ErrorCode.STORE_UNAVAILABLE,
+          frame.clientMsgId,
+          `message ${this.sendBarrier} failed; send it again before later ones`,
+        );
+        return;
+      }
+      this.sendBarrier = 0;
+    }
     this.pendingSends++;
     if (this.pendingSends >= limits.maxPendingSends) this.pauseReading();
     router.sendDirect(this, frame).then(
@@ -313,8 +332,11 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       (err) => {
         this.pendingSends--;
         const e = storeError(err, frame.clientMsgId);
-        if (e.code === ErrorCode.STORE_UNAVAILABLE)
-          this.ctx.log.warn({ err, user: this.user }, 'append failed');
+        if (e.code === ErrorCode.STORE_UNAVAILABLE) {
+          this.ctx.log.warn({ err: (err as Error)?.message, user: this.user }, 'append failed');
+          if (this.sendBarrier === 0 || frame.clientMsgId < this.sendBarrier)
+            this.sendBarrier = frame.clientMsgId;
+        }
         if (this.state === State.Live) this.requestError(e.code, frame.clientMsgId, e.message);
         this.maybeResumeReading();
       },

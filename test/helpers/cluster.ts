@@ -182,8 +182,9 @@ export interface AcceptedRecord {
 }
 
 /**
- * A sender as the SDK behaves (PROTOCOL.md section 5): clientMsgIds ascending, SENDs pipelined; a SEND
- * answered STORE_UNAVAILABLE goes again with the same clientMsgId after a short jittered delay; when the
+ * A sender as the SDK behaves (PROTOCOL.md section 5): clientMsgIds ascending, SENDs pipelined; after a
+ * STORE_UNAVAILABLE it writes nothing new, and after a short jittered delay writes every SEND not yet
+ * ACCEPTED again, ascending (the server refuses later SENDs until the failed one comes again); when the
  * connection ends (a crash, SHUTTING_DOWN, …) it connects again (HELLO refused or no answer: again, with
  * back-off) and re-sends every SEND not yet ACCEPTED, in ascending clientMsgId order, before any new one.
  * It reconnects after tens of ms instead of the suggested delay, to keep the tests short.
@@ -209,6 +210,10 @@ export class ResendingSender {
   /** Written and not yet ACCEPTED. */
   private readonly outstanding = new Set<number>();
   private wake: (() => void) | null = null;
+  /** Waiting to write the outstanding SENDs again after STORE_UNAVAILABLE: nothing new meanwhile. */
+  private stalled = false;
+  private generation = 0;
+  private readonly generationOf = new Map<number, number>();
   private lastConnectError = '';
   private readonly opts: Required<Omit<SenderOptions, 'device' | 'payloadOf'>> & {
     payloadOf: (id: number) => string;
@@ -266,7 +271,9 @@ export class ResendingSender {
         await this.reconnect(until);
         continue;
       }
-      const room = Math.min(inFlight - this.outstanding.size, chunk, total - this.next + 1);
+      const room = this.stalled
+        ? 0
+        : Math.min(inFlight - this.outstanding.size, chunk, total - this.next + 1);
       if (room > 0) {
         const frames: Uint8Array[] = [];
         for (let k = 0; k < room; k++) frames.push(this.encode(this.next++));
@@ -302,6 +309,7 @@ export class ResendingSender {
 
   private encode(id: number): Uint8Array {
     this.attempts.set(id, (this.attempts.get(id) ?? 0) + 1);
+    this.generationOf.set(id, this.generation);
     this.outstanding.add(id);
     return encodeFrame({
       type: 'SEND',
@@ -349,6 +357,8 @@ export class ResendingSender {
           timeoutMs: 10_000,
         });
         this.client = conn;
+        this.stalled = false;
+        this.generation++;
         this.sessions++;
         this.nodes.push(welcome.node);
         // Every SEND not yet ACCEPTED again, ascending, before any new one.
@@ -387,12 +397,21 @@ export class ResendingSender {
     this.errors.set(name, (this.errors.get(name) ?? 0) + 1);
     if (isFatalCode(f.code) || this.client !== conn) return; // the connection ends: reconnect
     if (f.code === ErrorCode.STORE_UNAVAILABLE) {
-      const id = f.ref;
+      // As the SDK: the server refuses later SENDs until the failed one comes again, so stop, wait a
+      // little, and write every outstanding SEND again in ascending order (answers to writes made
+      // before the last such rewind are stale: a newer write of that id is on its way).
+      if ((this.generationOf.get(f.ref) ?? 0) < this.generation || this.stalled) return;
+      this.stalled = true;
       setTimeout(
         () => {
-          if (this.client === conn && !conn.ended && this.outstanding.has(id) && !this.accepted.has(id)) {
-            conn.sendRaw(this.encode(id));
+          this.stalled = false;
+          if (this.client !== conn || conn.ended) return;
+          this.generation++;
+          const again = [...this.outstanding].sort((a, b) => a - b);
+          for (let i = 0; i < again.length; i += this.opts.chunk) {
+            conn.sendRaw(Buffer.concat(again.slice(i, i + this.opts.chunk).map((id) => this.encode(id))));
           }
+          this.poke();
         },
         20 + Math.random() * 40,
       );
