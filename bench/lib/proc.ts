@@ -200,3 +200,67 @@ export function treeRss(roots: number[]): Map<number, number> {
   }
   return out;
 }
+
+export interface MachineCpu {
+  /** Busy time of every CPU together (user, nice, system, irq, softirq, steal), seconds. */
+  busySeconds: number;
+  /** Busy time of each CPU, seconds, by CPU number. */
+  perCpu: Map<number, number>;
+}
+
+/** The machine's CPU busy time from /proc/stat (idle and iowait excluded); null when unreadable. */
+export function machineCpu(): MachineCpu | null {
+  let text: string;
+  try {
+    text = readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return null;
+  }
+  let busySeconds = 0;
+  const perCpu = new Map<number, number>();
+  for (const line of text.split('\n')) {
+    const m = /^cpu(\d*)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    // user nice system idle iowait irq softirq steal (guest time is already counted in user).
+    const f = m[2]!.trim().split(/\s+/).map(Number);
+    const busy =
+      ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) / CLK_TCK;
+    if (m[1] === '') busySeconds = busy;
+    else perCpu.set(Number(m[1]), busy);
+  }
+  return { busySeconds, perCpu };
+}
+
+/** The CPUs `pid` may run on (Cpus_allowed_list of /proc/<pid>/status, e.g. "0-1"); null when gone. */
+export function cpusAllowed(pid: number | 'self' = 'self'): string | null {
+  try {
+    const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? m[1]! : null;
+  } catch {
+    return null;
+  }
+}
+
+/** "0-2,5" → [0, 1, 2, 5]. */
+export function parseCpuList(list: string): number[] {
+  const out: number[] = [];
+  for (const part of list.split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    if (a === undefined || !Number.isInteger(a)) continue;
+    for (let c = a; c <= (b ?? a); c++) out.push(c);
+  }
+  return out;
+}
+
+/**
+ * The distinct CPU lists the processes of `rootPid`'s tree may run on, joined with " / " (e.g. "0" when
+ * the whole tree is pinned to CPU 0); null when the tree is gone.
+ */
+export function treeCpusAllowed(rootPid: number): string | null {
+  const lists = new Set<string>();
+  for (const pid of processTree([rootPid])) {
+    const list = cpusAllowed(pid);
+    if (list !== null) lists.add(list);
+  }
+  return lists.size === 0 ? null : [...lists].join(' / ');
+}

@@ -1,0 +1,611 @@
+/**
+ * The closed-loop throughput engine shared by bench:core and bench:scaling: one fresh server process per
+ * run (`--workers N --durability mode`), raw SBP/1 clients in this process, a warm-up, then a measured
+ * window. The project's conventions (docs/BENCHMARKS.md):
+ *
+ * - A message is delivered once, when its recipient's device receives the DELIVER; the sender's own copy
+ *   (PROTOCOL.md section 5) is acknowledged but is not a delivery. A message completes when it is
+ *   delivered, and its sender then sends the next one, so each sender keeps `inFlight` messages in flight.
+ * - Two workloads: `pairs` (P senders each sending to its own receiver; the receivers send nothing) and
+ *   `users` (U users, each sending to random other users and receiving from them).
+ * - Latency = receive time − send time on process.hrtime (senders and receivers live in this process),
+ *   in an HdrHistogram (µs).
+ * - Server CPU = user + system time of the server's whole process tree over the window (/proc/<pid>/stat);
+ *   generator CPU = this process's (process.cpuUsage); "other" = the rest of the machine's busy time over
+ *   the same window (/proc/stat), which shows how much the runs competed with other work.
+ */
+import hdr from 'hdr-histogram-js';
+import { encodeFrame, type Frame, isFatalCode } from '../../src/protocol/index.js';
+import { GENERATOR_CPU, loadAverage, pinningProblem, pinSelf, SERVER_CPU } from './machine.js';
+import { cpusAllowed, type MachineCpu, machineCpu, type TreeCpu, treeCpu, treeCpusAllowed } from './proc.js';
+import { endProgress, progress, round } from './report.js';
+import { Conn, describeFrame, mapLimit } from './sbp-conn.js';
+import { type Durability, killAllServersNow, ServerProcess, sleep, stopAllServers } from './server.js';
+
+export type { Durability } from './server.js';
+
+// ------------------------------------------------------------------ options and results
+
+export type Workload = { kind: 'pairs'; pairs: number } | { kind: 'users'; users: number };
+
+export interface ThroughputOptions {
+  workload: Workload;
+  /** Messages each sender keeps in flight. */
+  inFlight: number;
+  payloadBytes: number;
+  warmupMs: number;
+  durationMs: number;
+  /** ACK after this many DELIVERs; 0 = half the server's window from WELCOME (PROTOCOL.md section 5). */
+  ackEvery: number;
+  /** Server tree on CPU 0, this process on CPU 1 (call `applyPinning` first). */
+  pin: boolean;
+  /** Shard files of each fresh data folder; undefined = the server's default. */
+  shards?: number;
+}
+
+/** One run: a fresh server with this worker count and durability mode. */
+export interface RunSpec {
+  workers: number;
+  durability: Durability;
+}
+
+export interface RunResult {
+  workers: number;
+  durability: Durability;
+  store: 'SQLite';
+  /** Shard files; null = the server's default. */
+  shards: number | null;
+  pinned: boolean;
+  /** The CPUs the server's processes were allowed at the start of the window (e.g. "0"). */
+  serverCpus: string | null;
+  /** The CPUs this generator was allowed. */
+  generatorCpus: string | null;
+  /** Processes in the server's tree (the primary and its workers). */
+  serverProcesses: number;
+  /** Sessions per server process, by WELCOME's `node`, e.g. { w0: 500, w1: 500 }. */
+  sessionsByNode: Record<string, number>;
+  /** Length of the measured window as run, s (the ticks that open and close it may be a few ms late). */
+  windowSeconds: number;
+  delivered: number;
+  msgPerSec: number;
+  latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number };
+  serverCpuSeconds: number;
+  /** Server CPU over the window, % of one core. */
+  serverCpuPercent: number;
+  serverCpuSecondsPer100k: number;
+  serverCpuUsPerMsg: number;
+  /** This process's CPU over the window, % of one core. */
+  generatorCpuPercent: number;
+  /** The machine's other busy time over the window (other processes, interrupts), % of one core. */
+  otherCpuPercent: number | null;
+  /** 1-minute load average when the run started. */
+  loadAverage1m: number;
+}
+
+export interface MatrixOutcome {
+  results: RunResult[];
+  failures: string[];
+}
+
+/** Generator CPU above this share of its core means msg/s is the generator's ceiling, not the server's. */
+export const GENERATOR_CEILING_PERCENT = 90;
+
+// ------------------------------------------------------------------ parsing helpers for the CLIs
+
+export function intArg(text: string, flag: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min)
+    throw new Error(`--${flag} must be an integer ≥ ${min}, not "${text}"`);
+  return n;
+}
+
+/** "1,2,4" → [1, 2, 4] (each ≥ 1, no repeats). */
+export function workerList(text: string): number[] {
+  const list = text.split(',').map((s) => intArg(s.trim(), 'workers', 1));
+  if (new Set(list).size !== list.length) throw new Error(`--workers: "${text}" lists a count twice`);
+  return list;
+}
+
+/** "normal,full" → ['normal', 'full']. */
+export function durabilityList(text: string): Durability[] {
+  const list = text.split(',').map((s) => s.trim());
+  for (const d of list) {
+    if (d !== 'normal' && d !== 'full') throw new Error(`--durability: "${d}" is not normal or full`);
+  }
+  if (new Set(list).size !== list.length) throw new Error(`--durability: "${text}" lists a mode twice`);
+  return list as Durability[];
+}
+
+/** Every worker count × durability mode, worker count outermost. */
+export function runSpecs(workers: number[], durabilities: Durability[]): RunSpec[] {
+  return workers.flatMap((w) => durabilities.map((durability) => ({ workers: w, durability })));
+}
+
+// ------------------------------------------------------------------ process set-up
+
+/** With `pin`: checks taskset and the CPUs, then pins this process (the generator) to CPU 1. */
+export function applyPinning(pin: boolean): void {
+  if (!pin) return;
+  const problem = pinningProblem();
+  if (problem !== null) throw new Error(problem);
+  pinSelf(GENERATOR_CPU);
+}
+
+/** Stops every server on SIGINT/SIGTERM (gracefully, up to 5 s) and on exit (SIGKILL). */
+export function installCleanup(): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      endProgress();
+      process.stderr.write(`${signal}: stopping the servers\n`);
+      // A second signal, or 5 s, ends the wait: the rest is killed.
+      process.once(signal, () => {
+        killAllServersNow();
+        process.exit(130);
+      });
+      void stopAllServers(5000).finally(() => process.exit(130));
+    });
+  }
+  process.once('exit', killAllServersNow);
+}
+
+// ------------------------------------------------------------------ clocks
+
+const HR_BASE = process.hrtime.bigint();
+/** Nanoseconds on the monotonic clock, as an exact number (relative to this process's start). */
+function nowNs(): number {
+  return Number(process.hrtime.bigint() - HR_BASE);
+}
+
+// ------------------------------------------------------------------ one run
+
+class Run {
+  sending = true;
+  delivered = 0;
+  readonly histogram = hdr.build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
+  windowStartNs = Number.POSITIVE_INFINITY;
+  windowEndNs = Number.POSITIVE_INFINITY;
+  inWindow = 0;
+  failure: string | null = null;
+  private failed: () => void = () => {};
+  readonly failedPromise = new Promise<void>((resolve) => {
+    this.failed = resolve;
+  });
+
+  recordDelivery(now: number, latencyNs: number): void {
+    this.delivered++;
+    if (now >= this.windowStartNs && now < this.windowEndNs) {
+      this.inWindow++;
+      this.histogram.recordValue(Math.max(1, Math.round(latencyNs / 1000))); // µs
+    }
+  }
+
+  fail(why: string): void {
+    if (this.failure !== null || !this.sending) return;
+    this.failure = why;
+    this.failed();
+  }
+}
+
+/** The clients of one run and who sends to whom. */
+class Load {
+  readonly endpoints: Endpoint[] = [];
+  readonly byUser = new Map<string, Endpoint>();
+  /** Pre-encoded SEND per recipient (a SEND names no sender): copied, with the clientMsgId patched in. */
+  private readonly templates: (Uint8Array | undefined)[] = [];
+
+  constructor(
+    readonly run: Run,
+    private readonly users: string[],
+    private readonly payload: Uint8Array,
+    /** The recipient of `sender`'s next message. */
+    readonly pick: (sender: number) => number,
+  ) {}
+
+  template(to: number): Uint8Array {
+    let t = this.templates[to];
+    if (t === undefined) {
+      t = encodeFrame({ type: 'SEND', clientMsgId: 1, flags: 0, to: this.users[to]!, payload: this.payload });
+      this.templates[to] = t;
+    }
+    return t;
+  }
+}
+
+class Endpoint {
+  private nextId = 1;
+  /** Send time (ns) of each message in flight, by clientMsgId. */
+  readonly sentAt = new Map<number, number>();
+  private unacked = 0;
+
+  constructor(
+    readonly index: number,
+    readonly user: string,
+    readonly conn: Conn,
+    private readonly ackEvery: number,
+    private readonly load: Load,
+  ) {
+    conn.onFrame = (f) => this.onFrame(f);
+    conn.onFail = (why) => load.run.fail(`${user}: ${why}`);
+  }
+
+  sendNext(): void {
+    const id = this.nextId++;
+    const bytes = this.load.template(this.load.pick(this.index)).slice();
+    const view = new DataView(bytes.buffer);
+    // Frame header (4 + 1 bytes), then the u64 clientMsgId.
+    view.setUint32(5, Math.floor(id / 0x1_0000_0000));
+    view.setUint32(9, id >>> 0);
+    this.sentAt.set(id, nowNs());
+    this.conn.write(bytes);
+  }
+
+  private onFrame(frame: Frame): void {
+    switch (frame.type) {
+      case 'DELIVER': {
+        const now = nowNs();
+        if (frame.seq > 0 && ++this.unacked >= this.ackEvery) {
+          this.unacked = 0;
+          this.conn.write(encodeFrame({ type: 'ACK', seq: frame.seq }));
+        }
+        // The sender's own copy (PROTOCOL.md section 5): acknowledged above, not a delivery.
+        if (frame.from === this.user) return;
+        const sender = this.load.byUser.get(frame.from);
+        const sent = sender?.sentAt.get(frame.clientMsgId);
+        if (sender === undefined || sent === undefined) return; // a re-delivery: already counted
+        sender.sentAt.delete(frame.clientMsgId);
+        this.load.run.recordDelivery(now, now - sent);
+        if (this.load.run.sending) sender.sendNext();
+        return;
+      }
+      case 'ERROR': {
+        // Any ERROR ends the run: a fatal one closes the connection, and a request-level one (e.g.
+        // INBOX_FULL) means messages are no longer delivered, so the figures would not measure what
+        // they claim.
+        const kind = isFatalCode(frame.code) ? 'fatal' : 'request-level';
+        this.load.run.fail(`${this.user} got ${kind} ${describeFrame(frame)} (ref ${frame.ref})`);
+        return;
+      }
+      case 'PING':
+        this.conn.write(encodeFrame({ type: 'PONG', nonce: frame.nonce }));
+        return;
+      case 'BYE':
+        this.load.run.fail(`server sent BYE ${frame.code} (${frame.reason})`);
+        return;
+      default:
+      // ACCEPTED, RECEIPT, PONG, PRESENCE, DONE: nothing to do.
+    }
+  }
+}
+
+/** Users of a workload, and the recipient each sender picks. */
+function plan(workload: Workload): { users: string[]; senders: number[]; pick: (s: number) => number } {
+  if (workload.kind === 'pairs') {
+    const p = workload.pairs;
+    const users = [
+      ...Array.from({ length: p }, (_, i) => `bench-s${i}`),
+      ...Array.from({ length: p }, (_, i) => `bench-r${i}`),
+    ];
+    return { users, senders: Array.from({ length: p }, (_, i) => i), pick: (s) => s + p };
+  }
+  const u = workload.users;
+  if (u < 2) throw new Error('the users workload needs at least 2 users');
+  const users = Array.from({ length: u }, (_, i) => `bench-u${i}`);
+  // A uniformly random other user.
+  const pick = (s: number): number => {
+    const j = Math.floor(Math.random() * (u - 1));
+    return j >= s ? j + 1 : j;
+  };
+  return { users, senders: users.map((_, i) => i), pick };
+}
+
+export function runLabel(spec: RunSpec): string {
+  return `w${spec.workers} ${spec.durability}`;
+}
+
+/** One run against a fresh server; throws with the server's last output when it fails. */
+export async function runOnce(spec: RunSpec, opts: ThroughputOptions): Promise<RunResult> {
+  const label = `[${runLabel(spec)}]`;
+  progress(`${label} starting the server${opts.pin ? ` on CPU ${SERVER_CPU}` : ''}…`);
+  const loadAtStart = loadAverage()[0];
+  const server = await ServerProcess.start({
+    workers: spec.workers,
+    durability: spec.durability,
+    ...(opts.shards === undefined ? {} : { shards: opts.shards }),
+    ...(opts.pin ? { cpu: SERVER_CPU } : {}),
+  });
+  const conns: Conn[] = [];
+  let ticker: NodeJS.Timeout | undefined;
+  const run = new Run();
+  try {
+    const { users, senders, pick } = plan(opts.workload);
+    progress(`${label} connecting ${users.length.toLocaleString('en-US')} clients…`);
+    const load = new Load(run, users, new Uint8Array(opts.payloadBytes).fill(0x61), pick);
+    const endpoints = await mapLimit(
+      users.map((u, i) => [u, i] as const),
+      32,
+      async ([user, index]) => {
+        const conn = await Conn.open(server.port, user, 'bench');
+        conns.push(conn);
+        const ackEvery = opts.ackEvery || Math.max(1, Math.floor(conn.welcome!.window / 2));
+        return new Endpoint(index, user, conn, ackEvery, load);
+      },
+    );
+    for (const e of endpoints) {
+      load.endpoints.push(e);
+      load.byUser.set(e.user, e);
+    }
+    const sessionsByNode: Record<string, number> = {};
+    for (const c of conns) {
+      const node = c.welcome!.node;
+      sessionsByNode[node] = (sessionsByNode[node] ?? 0) + 1;
+    }
+
+    // Closed loop: every sender starts with `inFlight` messages in flight.
+    const t0 = nowNs();
+    for (const s of senders) for (let k = 0; k < opts.inFlight; k++) endpoints[s]!.sendNext();
+
+    const warmupEnd = t0 + opts.warmupMs * 1e6;
+    const windowEnd = warmupEnd + opts.durationMs * 1e6;
+    let cpuStart: TreeCpu | null = null;
+    let cpuEnd: TreeCpu | null = null;
+    let genStart: NodeJS.CpuUsage | null = null;
+    let genEnd: NodeJS.CpuUsage | null = null;
+    let machineStart: MachineCpu | null = null;
+    let machineEnd: MachineCpu | null = null;
+    let serverCpus: string | null = null;
+    let generatorCpus: string | null = null;
+    let lastSeen = 0;
+    let lastChange = Date.now();
+
+    const finished = new Promise<void>((resolve) => {
+      // The window opens and closes on the clock; the tick checks boundaries and stalls.
+      const tick = (): void => {
+        const now = nowNs();
+        if (cpuStart === null && now >= warmupEnd) {
+          serverCpus = treeCpusAllowed(server.pid);
+          generatorCpus = cpusAllowed('self');
+          machineStart = machineCpu();
+          cpuStart = treeCpu(server.pid);
+          genStart = process.cpuUsage();
+          run.windowStartNs = now;
+        }
+        if (cpuStart !== null && cpuEnd === null && now >= windowEnd) {
+          // Deliveries are counted up to this tick, CPU is read at it: both cover the same span.
+          run.windowEndNs = now;
+          cpuEnd = treeCpu(server.pid);
+          genEnd = process.cpuUsage(genStart!);
+          machineEnd = machineCpu();
+          run.sending = false;
+          resolve();
+          return;
+        }
+        if (run.delivered !== lastSeen) {
+          lastSeen = run.delivered;
+          lastChange = Date.now();
+        } else if (Date.now() - lastChange > 5000) {
+          run.fail('no message delivered for 5 s');
+        }
+        if (!server.alive) run.fail('the server process exited');
+        ticker = setTimeout(
+          tick,
+          Math.min(100, Math.max(1, (cpuStart === null ? warmupEnd : windowEnd) - now) / 1e6),
+        );
+      };
+      ticker = setTimeout(tick, 1);
+    });
+    let lastPrint = t0;
+    let lastPrinted = 0;
+    const printer = setInterval(() => {
+      const now = nowNs();
+      const d = run.delivered;
+      const rate = ((d - lastPrinted) * 1e9) / (now - lastPrint);
+      lastPrint = now;
+      lastPrinted = d;
+      const phase =
+        now < warmupEnd
+          ? `warm-up ${((now - t0) / 1e9).toFixed(1)}/${opts.warmupMs / 1000} s`
+          : `${((now - warmupEnd) / 1e9).toFixed(1)}/${opts.durationMs / 1000} s`;
+      const p99 =
+        run.inWindow > 0 ? `  p99 ${(run.histogram.getValueAtPercentile(99) / 1000).toFixed(2)} ms` : '';
+      progress(
+        `${label} ${phase}  ${Math.round(rate).toLocaleString('en-US')} msg/s  delivered ${d.toLocaleString('en-US')}${p99}`,
+      );
+    }, 1000);
+    // The run is bounded: the window, or the first failure, or a hard deadline.
+    const deadline = setTimeout(
+      () => run.fail('hard deadline passed'),
+      opts.warmupMs + opts.durationMs + 15_000,
+    );
+    await Promise.race([finished, run.failedPromise]);
+    clearTimeout(deadline);
+    clearInterval(printer);
+    if (ticker) clearTimeout(ticker);
+    run.sending = false;
+    endProgress();
+    if (run.failure !== null) {
+      const tail = server.tail();
+      throw new Error(tail ? `${run.failure}\nlast server output:\n${tail}` : run.failure);
+    }
+
+    const windowS = (run.windowEndNs - run.windowStartNs) / 1e9;
+    const start = cpuStart! as TreeCpu;
+    const serverCpu = (cpuEnd! as TreeCpu).seconds - start.seconds;
+    const gen = genEnd! as NodeJS.CpuUsage;
+    const genSeconds = (gen.user + gen.system) / 1e6;
+    const mStart = machineStart as MachineCpu | null;
+    const mEnd = machineEnd as MachineCpu | null;
+    const other =
+      mStart && mEnd ? Math.max(0, mEnd.busySeconds - mStart.busySeconds - serverCpu - genSeconds) : null;
+    const h = run.histogram;
+    const ms = (us: number): number => Math.round(us) / 1000;
+    const delivered = run.inWindow;
+    return {
+      workers: spec.workers,
+      durability: spec.durability,
+      store: 'SQLite',
+      shards: opts.shards ?? null,
+      pinned: opts.pin,
+      serverCpus,
+      generatorCpus,
+      serverProcesses: start.processes,
+      sessionsByNode,
+      windowSeconds: round(windowS, 3),
+      delivered,
+      msgPerSec: Math.round(delivered / windowS),
+      latencyMs: {
+        p50: ms(h.getValueAtPercentile(50)),
+        p90: ms(h.getValueAtPercentile(90)),
+        p99: ms(h.getValueAtPercentile(99)),
+        p999: ms(h.getValueAtPercentile(99.9)),
+        max: ms(h.maxValue),
+      },
+      serverCpuSeconds: round(serverCpu, 2),
+      serverCpuPercent: round((serverCpu / windowS) * 100, 1),
+      serverCpuSecondsPer100k: delivered > 0 ? round((serverCpu * 100_000) / delivered, 3) : 0,
+      serverCpuUsPerMsg: delivered > 0 ? round((serverCpu * 1e6) / delivered, 2) : 0,
+      generatorCpuPercent: round((genSeconds / windowS) * 100, 1),
+      otherCpuPercent: other === null ? null : round((other / windowS) * 100, 1),
+      loadAverage1m: loadAtStart,
+    };
+  } finally {
+    run.sending = false;
+    if (ticker) clearTimeout(ticker);
+    for (const c of conns) c.close();
+    await sleep(200);
+    for (const c of conns) c.socket.destroy();
+    progress(`${label} stopping the server…`);
+    await server.stop();
+    endProgress();
+  }
+}
+
+/** The runs one after another (never two at once); a failed run is reported and the rest still run. */
+export async function runMatrix(specs: RunSpec[], opts: ThroughputOptions): Promise<MatrixOutcome> {
+  const results: RunResult[] = [];
+  const failures: string[] = [];
+  for (const spec of specs) {
+    try {
+      const r = await runOnce(spec, opts);
+      results.push(r);
+      process.stderr.write(
+        `[${runLabel(spec)}] ${r.msgPerSec.toLocaleString('en-US')} msg/s, p50 ${r.latencyMs.p50} ms, ` +
+          `p99 ${r.latencyMs.p99} ms, server CPU ${r.serverCpuUsPerMsg} µs/msg, ` +
+          `generator CPU ${r.generatorCpuPercent} %\n`,
+      );
+    } catch (err) {
+      endProgress();
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(`${runLabel(spec)}: ${message}`);
+      process.stderr.write(`[${runLabel(spec)}] failed: ${message}\n`);
+    }
+  }
+  return { results, failures };
+}
+
+// ------------------------------------------------------------------ reports
+
+/** "1 000 users, 4 in flight each, to random other users" or "100 sender/receiver pairs, 4 in flight per sender". */
+export function describeWorkload(opts: ThroughputOptions): string {
+  const w = opts.workload;
+  const who =
+    w.kind === 'users'
+      ? `${w.users.toLocaleString('en-US')} users, each keeping ${opts.inFlight} in flight to random other users`
+      : `${w.pairs.toLocaleString('en-US')} sender/receiver pairs, ${opts.inFlight} in flight per sender`;
+  return (
+    `${who}; ${opts.payloadBytes}-byte payloads; ${opts.warmupMs / 1000} s warm-up + ` +
+    `${opts.durationMs / 1000} s measured`
+  );
+}
+
+/** "SQLite (16 shards)" or "SQLite (server default shards)". */
+export function describeStore(opts: ThroughputOptions): string {
+  return opts.shards === undefined
+    ? 'SQLite, the server’s default shard count'
+    : `SQLite, ${opts.shards} shards`;
+}
+
+export function describePinning(results: RunResult[], pin: boolean): string {
+  if (!pin) return 'no pinning (server and generator share every core)';
+  const server = [...new Set(results.map((r) => r.serverCpus ?? '?'))].join('/');
+  const gen = [...new Set(results.map((r) => r.generatorCpus ?? '?'))].join('/');
+  return `pinned: server tree on CPU ${server}, generator on CPU ${gen} (taskset)`;
+}
+
+const COLUMNS = [
+  'workers',
+  'durability',
+  'msg/s',
+  'p50 ms',
+  'p90 ms',
+  'p99 ms',
+  'p99.9 ms',
+  'max ms',
+  'server CPU s/100k msg',
+  'µs/msg',
+  'server CPU',
+  'generator CPU',
+  'other CPU',
+] as const;
+
+function cells(r: RunResult): string[] {
+  const pct = (n: number | null): string => (n === null ? '?' : `${n.toFixed(0)} %`);
+  return [
+    String(r.workers),
+    r.durability,
+    r.msgPerSec.toLocaleString('en-US'),
+    r.latencyMs.p50.toFixed(2),
+    r.latencyMs.p90.toFixed(2),
+    r.latencyMs.p99.toFixed(2),
+    r.latencyMs.p999.toFixed(2),
+    r.latencyMs.max.toFixed(2),
+    r.serverCpuSecondsPer100k.toFixed(2),
+    r.serverCpuUsPerMsg.toFixed(1),
+    pct(r.serverCpuPercent),
+    `${pct(r.generatorCpuPercent)}${r.generatorCpuPercent > GENERATOR_CEILING_PERCENT ? ' (ceiling)' : ''}`,
+    pct(r.otherCpuPercent),
+  ];
+}
+
+/** The results as an aligned text table (first two columns left-aligned). */
+export function textTable(results: RunResult[]): string {
+  const rows = results.map(cells);
+  const head = [...COLUMNS];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (c: string[]): string =>
+    c.map((x, i) => (i < 2 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+/** The results as a Markdown table. */
+export function markdownTable(results: RunResult[]): string {
+  const head = `| ${COLUMNS.join(' | ')} |`;
+  const rule = `|${COLUMNS.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`;
+  return [head, rule, ...results.map((r) => `| ${cells(r).join(' | ')} |`)].join('\n');
+}
+
+/** Notes that change how a table reads: generator ceilings, uneven session spread. */
+export function resultNotes(results: RunResult[]): string[] {
+  const notes: string[] = [];
+  const capped = results.filter((r) => r.generatorCpuPercent > GENERATOR_CEILING_PERCENT);
+  if (capped.length > 0) {
+    notes.push(
+      `Generator above ${GENERATOR_CEILING_PERCENT} % of its core in ${capped.map(runLabel).join(', ')}: ` +
+        'there msg/s is the generator’s ceiling, not the server’s; compare server CPU µs/msg instead.',
+    );
+  }
+  for (const r of results) {
+    const counts = Object.values(r.sessionsByNode);
+    if (counts.length < r.workers) {
+      notes.push(`${runLabel(r)}: sessions landed on ${counts.length} of ${r.workers} workers.`);
+    }
+  }
+  return notes;
+}
+
+/** Sessions per worker, e.g. "w0 500, w1 500". */
+export function describeSessions(r: RunResult): string {
+  return Object.entries(r.sessionsByNode)
+    .sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
+    .map(([node, n]) => `${node} ${n}`)
+    .join(', ');
+}
