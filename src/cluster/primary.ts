@@ -7,7 +7,7 @@
  * shutdown timeout, kills what is left and exits 1. It holds no client connection itself.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -35,6 +35,20 @@ export function pidFilePath(dataDir: string): string {
   return join(dataDir, 'switchboard.pid');
 }
 
+/** Run folders (bus sockets) of primaries that died without cleaning up (kill -9). */
+function removeStaleRunDirs(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const m = /^switchboard-run-(\d+)-/.exec(name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH')
+        rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    }
+  }
+}
+
 interface Slot {
   index: number;
   worker: Worker;
@@ -53,7 +67,8 @@ const STABLE_AFTER_MS = 5000;
 const MAX_RESTART_DELAY_MS = 5000;
 
 export async function runPrimary(cfg: PrimaryConfig, log: Logger): Promise<void> {
-  const runDir = mkdtempSync(join(tmpdir(), 'switchboard-run-'));
+  removeStaleRunDirs();
+  const runDir = mkdtempSync(join(tmpdir(), `switchboard-run-${process.pid}-`));
   const slots: Slot[] = [];
   let phase: 'starting' | 'running' | 'reloading' | 'stopping' = 'starting';
   let ports = { port: 0, httpPort: 0 };
