@@ -141,6 +141,8 @@ export class ServerProcess {
       '--log-level',
       'warn',
       ...(spec.shards === undefined ? [] : ['--shards', String(spec.shards)]),
+      // SWITCHBOARD_BENCH_SERVE_ARGS: extra `serve` flags (e.g. "--semi-space 4").
+      ...(process.env.SWITCHBOARD_BENCH_SERVE_ARGS ?? '').split(/\s+/).filter(Boolean),
     ];
     const { command, args: argv } =
       spec.cpu === undefined ? { command: process.execPath, args } : pinnedCommand(spec.cpu, args);

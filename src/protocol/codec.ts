@@ -26,14 +26,18 @@ function malformed(message: string): SbpError {
 /** Reads one frame body; every read checks bounds so nothing is read past the frame. */
 class BodyReader {
   private offset: number;
-  private readonly view: DataView;
 
+  // Integers are read byte by byte: no DataView per frame.
   constructor(
     private readonly bytes: Uint8Array,
     start: number,
   ) {
     this.offset = start;
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  private get32(at: number): number {
+    const b = this.bytes;
+    return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
   }
 
   private need(n: number, what: string): void {
@@ -47,22 +51,22 @@ class BodyReader {
 
   u16(what: string): number {
     this.need(2, what);
-    const v = this.view.getUint16(this.offset);
+    const v = (this.bytes[this.offset]! << 8) | this.bytes[this.offset + 1]!;
     this.offset += 2;
     return v;
   }
 
   u32(what: string): number {
     this.need(4, what);
-    const v = this.view.getUint32(this.offset);
+    const v = this.get32(this.offset);
     this.offset += 4;
     return v;
   }
 
   u64(what: string): number {
     this.need(8, what);
-    const hi = this.view.getUint32(this.offset);
-    const lo = this.view.getUint32(this.offset + 4);
+    const hi = this.get32(this.offset);
+    const lo = this.get32(this.offset + 4);
     this.offset += 8;
     if (hi > 0x1f_ffff) throw malformed(`${what} is over 2^53-1`);
     return hi * TWO_32 + lo;
@@ -273,12 +277,11 @@ export function checkHelloVersion(body: Uint8Array): void {
 /** Writes one frame into a buffer sized exactly from its fields. */
 class FrameWriter {
   readonly bytes: Uint8Array;
-  private readonly view: DataView;
   private offset = 0;
 
+  // Integers are written byte by byte: no DataView per frame (frames are many and short-lived).
   constructor(size: number) {
     this.bytes = new Uint8Array(size);
-    this.view = new DataView(this.bytes.buffer);
   }
 
   // Out-of-range integers throw instead of wrapping silently into a different value on the wire.
@@ -288,27 +291,40 @@ class FrameWriter {
   }
   u16(v: number): void {
     if (!(v >= 0 && v <= 0xffff && Number.isInteger(v))) throw new RangeError(`u16 field out of range: ${v}`);
-    this.view.setUint16(this.offset, v);
-    this.offset += 2;
+    const b = this.bytes;
+    b[this.offset++] = v >>> 8;
+    b[this.offset++] = v & 0xff;
   }
   u32(v: number): void {
     if (!(v >= 0 && v <= 0xffff_ffff && Number.isInteger(v))) {
       throw new RangeError(`u32 field out of range: ${v}`);
     }
-    this.view.setUint32(this.offset, v);
-    this.offset += 4;
+    this.put32(v);
   }
   u64(v: number): void {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`u64 field out of range: ${v}`);
-    this.view.setUint32(this.offset, Math.floor(v / TWO_32));
-    this.view.setUint32(this.offset + 4, v >>> 0);
-    this.offset += 8;
+    this.put32(Math.floor(v / TWO_32));
+    this.put32(v >>> 0);
   }
-  /** Strings are pre-encoded (see strBytes) so the frame size is known before writing. */
-  str(encoded: Uint8Array): void {
-    this.u16(encoded.length);
-    this.bytes.set(encoded, this.offset);
-    this.offset += encoded.length;
+  private put32(v: number): void {
+    const b = this.bytes;
+    b[this.offset++] = v >>> 24;
+    b[this.offset++] = (v >>> 16) & 0xff;
+    b[this.offset++] = (v >>> 8) & 0xff;
+    b[this.offset++] = v & 0xff;
+  }
+  /** Strings are measured first (see strBytes) so the frame size is known before writing. */
+  str(field: StrField): void {
+    this.u16(field.length);
+    const { text, length } = field;
+    if (length === text.length) {
+      // ASCII (every id and address): byte per code unit, no encoder call.
+      const bytes = this.bytes;
+      for (let i = 0, o = this.offset; i < length; i++, o++) bytes[o] = text.charCodeAt(i);
+    } else {
+      utf8Encoder.encodeInto(text, this.bytes.subarray(this.offset, this.offset + length));
+    }
+    this.offset += length;
   }
   raw(b: Uint8Array): void {
     this.u32(b.length);
@@ -317,10 +333,34 @@ class FrameWriter {
   }
 }
 
-function strBytes(s: string): Uint8Array {
-  const b = utf8Encoder.encode(s);
-  if (b.length > 0xffff) throw new RangeError('string field longer than 65535 bytes');
-  return b;
+/** A string field with its UTF-8 byte length. */
+interface StrField {
+  text: string;
+  length: number;
+}
+
+function strBytes(text: string): StrField {
+  const length = utf8Length(text);
+  if (length > 0xffff) throw new RangeError('string field longer than 65535 bytes');
+  return { text, length };
+}
+
+/** UTF-8 byte length as TextEncoder encodes it (a lone surrogate becomes U+FFFD: 3 bytes). */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
 }
 
 /** Encodes a frame: u32 length · u8 type · body. */
