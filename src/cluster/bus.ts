@@ -36,6 +36,10 @@ export interface BusHandler {
 
 type Wire =
   | { t: 'hi'; from: number }
+  /** The peer is retiring (a planned exit): queue new requests for its successor. */
+  | { t: 'bye' }
+  /** Answer to 'bye': nothing more comes on this connection. */
+  | { t: 'ba' }
   | { t: 'q'; id: number; op: string; a: unknown[] }
   | { t: 'r'; id: number; v: unknown }
   | { t: 'x'; id: number; e: string }
@@ -48,6 +52,8 @@ interface Pending {
 
 /** One socket with per-tick batching and length-prefixed v8 framing. */
 class Link {
+  /** Requests sent on this link and not answered yet: they fail if the link closes first. */
+  readonly inflight = new Set<number>();
   private out: Wire[] = [];
   private scheduled = false;
   private buffered: Buffer | null = null;
@@ -115,6 +121,10 @@ export class Bus {
   private readonly inbound = new Set<Socket>();
   private nextId = 1;
   private closed = false;
+  /** Requests from peers being handled here now. */
+  private handling = 0;
+  private readonly inboundLinks = new Map<Socket, { link: Link; from: number; acked: boolean }>();
+  private retired: (() => void) | null = null;
   private sweep: ReturnType<typeof setInterval> | null = null;
 
   constructor(
@@ -180,8 +190,10 @@ export class Bus {
   }
 
   private send(p: Peer, m: Wire): void {
-    if (p.link) p.link.send(m);
-    else {
+    if (p.link) {
+      if (m.t === 'q') p.link.inflight.add(m.id);
+      p.link.send(m);
+    } else {
       if (p.queue.length === 0) p.queuedAt = Date.now();
       p.queue.push(m);
     }
@@ -192,31 +204,43 @@ export class Bus {
     const p = this.peers.get(peer)!;
     p.retry = null;
     const socket = createConnection(busSocketPath(this.runDir, peer));
+    let link: Link | null = null;
     socket.once('connect', () => {
-      const link = new Link(socket, (m) => this.fromPeer(peer, p, m));
-      link.send({ t: 'hi', from: this.me });
-      p.link = link;
+      const up = new Link(socket, (m) => this.fromPeer(peer, p, up, m));
+      link = up;
+      up.send({ t: 'hi', from: this.me });
+      p.link = up;
       const queued = p.queue;
       p.queue = [];
-      for (const m of queued) link.send(m);
+      for (const m of queued) this.send(p, m);
       this.log.debug({ peer }, 'bus connected');
       this.handler.peerJoined?.(peer);
     });
     socket.on('error', () => {});
     socket.once('close', () => {
-      const wasUp = p.link?.socket === socket;
+      const wasUp = link !== null && p.link === link;
       if (wasUp) {
         p.link = null;
-        this.failPending(p, `worker ${peer} went away`);
         this.log.warn({ peer }, 'bus connection lost');
       }
+      // Answers to what was sent on this link can no longer come: their outcome is unknown.
+      if (link) this.failInflight(p, link, `worker ${peer} went away`);
       if (!this.closed) p.retry = setTimeout(() => this.connect(peer), wasUp ? 10 : 100);
     });
   }
 
   /** Answers and notifications on our outbound connection to `peer`. */
-  private fromPeer(peer: number, p: Peer, m: Wire): void {
+  private fromPeer(peer: number, p: Peer, link: Link, m: Wire): void {
+    if (m.t === 'bye') {
+      // A planned exit: what we send from now on waits for its successor; answers to what is in
+      // flight still come on this link, which the peer closes once it has answered everything.
+      if (p.link === link) p.link = null;
+      link.send({ t: 'ba' });
+      this.log.debug({ peer }, 'peer retiring');
+      return;
+    }
     if (m.t === 'r' || m.t === 'x') {
+      link.inflight.delete(m.id);
       const pending = p.pending.get(m.id);
       if (!pending) return;
       p.pending.delete(m.id);
@@ -230,16 +254,25 @@ export class Bus {
   /** A peer's outbound connection: its requests (answered here) and its notifications. */
   private accept(socket: Socket): void {
     this.inbound.add(socket);
-    let from = -1;
+    const entry = { link: null as unknown as Link, from: -1, acked: false };
     const link = new Link(socket, (m) => {
-      if (m.t === 'hi') from = m.from;
-      else if (m.t === 'q') this.answer(link, from, m);
-      else if (m.t === 'n') this.handler.notify(from, m.m);
+      if (m.t === 'hi') entry.from = m.from;
+      else if (m.t === 'q') this.answer(link, entry.from, m);
+      else if (m.t === 'n') this.handler.notify(entry.from, m.m);
+      else if (m.t === 'ba') {
+        entry.acked = true;
+        this.checkRetired();
+      }
     });
+    entry.link = link;
+    this.inboundLinks.set(socket, entry);
+    if (this.retired) link.send({ t: 'bye' });
     socket.on('error', () => {});
     socket.once('close', () => {
       this.inbound.delete(socket);
-      if (from >= 0 && !this.closed) this.handler.peerLeft?.(from);
+      this.inboundLinks.delete(socket);
+      this.checkRetired();
+      if (entry.from >= 0 && !this.closed && !this.retired) this.handler.peerLeft?.(entry.from);
     });
   }
 
@@ -251,10 +284,44 @@ export class Bus {
       link.send({ t: 'x', id: q.id, e: err instanceof Error ? err.message : String(err) });
       return;
     }
-    Promise.resolve(result).then(
-      (v) => link.send({ t: 'r', id: q.id, v }),
-      (err) => link.send({ t: 'x', id: q.id, e: err instanceof Error ? err.message : String(err) }),
-    );
+    this.handling++;
+    Promise.resolve(result)
+      .then(
+        (v) => link.send({ t: 'r', id: q.id, v }),
+        (err) => link.send({ t: 'x', id: q.id, e: err instanceof Error ? err.message : String(err) }),
+      )
+      .finally(() => {
+        this.handling--;
+        this.checkRetired();
+      });
+  }
+
+  /**
+   * A planned exit: no new bus connections, every peer told to queue what it would send us for our
+   * successor; resolves once every peer has acknowledged and every request received has been answered
+   * (or after `timeoutMs`). Then the store can close without failing anyone's request.
+   */
+  retire(timeoutMs = 3000): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.retired = () => {};
+        resolve();
+      }
+      this.retired = done;
+      this.server?.close();
+      for (const { link } of this.inboundLinks.values()) link.send({ t: 'bye' });
+      this.checkRetired();
+    });
+  }
+
+  private checkRetired(): void {
+    if (!this.retired || this.handling > 0) return;
+    for (const e of this.inboundLinks.values()) if (!e.acked) return;
+    const done = this.retired;
+    done();
   }
 
   /** Requests whose answer can no longer come fail (their outcome is unknown: the client re-sends). */
@@ -262,6 +329,15 @@ export class Bus {
     const err = new BusUnavailableError(why);
     for (const pending of p.pending.values()) pending.reject(err);
     p.pending.clear();
+  }
+
+  private failInflight(p: Peer, link: Link, why: string): void {
+    const err = new BusUnavailableError(why);
+    for (const id of link.inflight) {
+      p.pending.get(id)?.reject(err);
+      p.pending.delete(id);
+    }
+    link.inflight.clear();
   }
 
   /** Requests queued for a peer that has not come back within waitMs fail. */

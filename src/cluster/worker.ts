@@ -81,8 +81,10 @@ export async function runWorker(cfg: WorkerConfig, baseLog: Logger): Promise<voi
         server.drain().then(() => tell({ type: 'drained' }));
         return;
       case 'exit':
-        server
-          .close()
+        // Peers first queue what they would send us for our successor, then the shards commit and close.
+        bus
+          .retire()
+          .then(() => server.close())
           .then(() => bus.close())
           .then(
             () => process.exit(0),
