@@ -75,6 +75,51 @@ export function treeCpu(rootPid: number): TreeCpu {
   return { seconds: ticks / CLK_TCK, processes: pids.length };
 }
 
+/** utime + stime of every process of the trees under `roots` (each process counted once). */
+export function treesCpu(roots: number[]): TreeCpu {
+  const table = readProcessTable();
+  const pids = processTree(roots, table);
+  let ticks = 0;
+  for (const pid of pids) ticks += table.get(pid)!.ticks;
+  return { seconds: ticks / CLK_TCK, processes: pids.length };
+}
+
+/**
+ * Established TCP connections whose local end is `host:port` (or a wildcard address on that port),
+ * from /proc/net/tcp and tcp6: the server side of every connection a server on that port holds
+ * (WELCOMEd or not). Null when the tables are unreadable.
+ */
+export function establishedOnPort(host: string, port: number): number | null {
+  const v4 = procHexIpv4(host);
+  const portHex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const accepted = new Set([
+    `${v4}${portHex}`,
+    `0000000000000000FFFF0000${v4}${portHex}`,
+    `00000000000000000000000000000000${portHex}`,
+  ]);
+  let n = 0;
+  let readable = false;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'latin1');
+    } catch {
+      continue;
+    }
+    readable = true;
+    // Each line: "  sl: local_address rem_address st ..."; only the local address and state are read.
+    let i = text.indexOf('\n') + 1;
+    while (i > 0 && i < text.length) {
+      const end = text.indexOf('\n', i);
+      const line = text.slice(i, end < 0 ? text.length : end);
+      i = end < 0 ? -1 : end + 1;
+      const f = line.trim().split(/\s+/, 4);
+      if (f[3] === '01' && accepted.has(f[1]!.toUpperCase())) n++;
+    }
+  }
+  return readable ? n : null;
+}
+
 /** Resident set size of one process, bytes (VmRSS of /proc/<pid>/status); null when it is gone. */
 export function rssBytes(pid: number): number | null {
   try {

@@ -1,6 +1,7 @@
 /**
- * One raw SBP/1 connection for the load generators: TCP to 127.0.0.1, HELLO (open mode, no token),
- * WELCOME, then every frame to `onFrame`. Only the codec of src/protocol — no SDK in the measured path.
+ * One raw SBP/1 connection for the load generators: TCP to a loopback address (127.0.0.1 by default),
+ * HELLO (open mode, no token), WELCOME, then every frame to `onFrame`. Only the codec of src/protocol —
+ * no SDK in the measured path.
  */
 import net from 'node:net';
 import {
@@ -14,6 +15,24 @@ import {
 const CLIENT_LIMITS = { firstFrame: 66_560, frame: 66_560 };
 const WELCOME_TIMEOUT_MS = 10_000;
 
+export interface OpenOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** HELLO's resumeAfter (default 0). */
+  resumeAfter?: number;
+  /**
+   * Takes every frame after WELCOME from the start, those that arrive in the same chunk as WELCOME
+   * included (a replay does that); without it they are dropped until `onFrame` is set.
+   */
+  onFrame?: (frame: Frame, conn: Conn) => void;
+  /** Called with WELCOME as soon as it is decoded, before any frame after it. */
+  onWelcome?: (welcome: WelcomeFrame, conn: Conn) => void;
+  /** Takes a failure after WELCOME from the start (else set `onFail`). */
+  onFail?: (why: string) => void;
+  /** Called right before the connect starts (the reconnect's first byte), with no argument. */
+  onStart?: () => void;
+}
+
 export class Conn {
   readonly socket: net.Socket;
   private readonly decoder = new FrameDecoder('serverToClient', CLIENT_LIMITS);
@@ -26,9 +45,10 @@ export class Conn {
     this.socket = socket;
   }
 
-  static open(port: number, user: string, device: string): Promise<Conn> {
+  static open(port: number, user: string, device: string, options: OpenOptions = {}): Promise<Conn> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port });
+      options.onStart?.();
+      const socket = net.connect({ host: options.host ?? '127.0.0.1', port });
       socket.setNoDelay(true);
       const conn = new Conn(socket);
       const timer = setTimeout(() => {
@@ -44,6 +64,11 @@ export class Conn {
         }
         conn.welcome = frame;
         conn.decoder.setLimits({ firstFrame: CLIENT_LIMITS.firstFrame, frame: frame.maxPayload + 1024 });
+        // Frames after WELCOME in this same chunk go straight to the caller's handlers.
+        const onFrame = options.onFrame;
+        conn.onFrame = onFrame ? (f) => onFrame(f, conn) : () => {};
+        options.onWelcome?.(frame, conn);
+        conn.onFail = options.onFail ?? (() => {});
         resolve(conn);
       };
       conn.onFail = (why) => {
@@ -51,7 +76,16 @@ export class Conn {
         reject(new Error(`${user}: ${why}`));
       };
       socket.on('connect', () => {
-        socket.write(encodeFrame({ type: 'HELLO', version: 1, user, device, token: '', resumeAfter: 0 }));
+        socket.write(
+          encodeFrame({
+            type: 'HELLO',
+            version: 1,
+            user,
+            device,
+            token: '',
+            resumeAfter: options.resumeAfter ?? 0,
+          }),
+        );
       });
       socket.on('data', (chunk) => conn.onData(chunk));
       socket.on('error', (err) => conn.fail(`socket error: ${err.message}`));
@@ -74,8 +108,14 @@ export class Conn {
     this.onFail(why);
   }
 
-  write(bytes: Uint8Array): void {
-    this.socket.write(bytes);
+  /** Writes `bytes`; false when the socket's buffer is over its high-water mark (wait for 'drain'). */
+  write(bytes: Uint8Array): boolean {
+    return this.socket.write(bytes);
+  }
+
+  /** True once closed or failed. */
+  get closed(): boolean {
+    return this.closing;
   }
 
   /** BYE, then FIN; destroyed 1 s later if still open. */

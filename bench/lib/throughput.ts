@@ -1,7 +1,10 @@
 /**
- * The closed-loop throughput engine shared by bench:core and bench:scaling: one fresh server process per
- * run (`--workers N --durability mode`), raw SBP/1 clients in this process, a warm-up, then a measured
- * window. The project's conventions (docs/BENCHMARKS.md):
+ * The throughput engine shared by bench:core, bench:scaling and `switchboard bench throughput`.
+ * `LoadRun` is the load itself: raw SBP/1 clients in this process against a running server, a warm-up,
+ * then a measured window, in a closed loop (K in flight per sender) or an open loop (a fixed rate, each
+ * message timed from its intended send time), durable or ephemeral SENDs. `runOnce` / `runMatrix` add
+ * what bench:core and bench:scaling need around it: one fresh server process per run (`--workers N
+ * --durability mode`) and its CPU over the window. The project's conventions (docs/BENCHMARKS.md):
  *
  * - A message is delivered once, when its recipient's device receives the DELIVER; the sender's own copy
  *   (PROTOCOL.md section 5) is acknowledged but is not a delivery. A message completes when it is
@@ -14,8 +17,14 @@
  *   generator CPU = this process's (process.cpuUsage); "other" = the rest of the machine's busy time over
  *   the same window (/proc/stat), which shows how much the runs competed with other work.
  */
-import hdr from 'hdr-histogram-js';
-import { encodeFrame, type Frame, isFatalCode } from '../../src/protocol/index.js';
+import {
+  encodeFrame,
+  errorName,
+  type Frame,
+  isFatalCode,
+  SEND_FLAG_EPHEMERAL,
+} from '../../src/protocol/index.js';
+import { type Histogram, latencySummary, newHistogram } from './latency.js';
 import { GENERATOR_CPU, loadAverage, pinningProblem, pinSelf, SERVER_CPU } from './machine.js';
 import { cpusAllowed, type MachineCpu, machineCpu, type TreeCpu, treeCpu, treeCpusAllowed } from './proc.js';
 import { endProgress, progress, round } from './report.js';
@@ -152,16 +161,103 @@ export function installCleanup(): void {
 
 const HR_BASE = process.hrtime.bigint();
 /** Nanoseconds on the monotonic clock, as an exact number (relative to this process's start). */
-function nowNs(): number {
+export function nowNs(): number {
   return Number(process.hrtime.bigint() - HR_BASE);
 }
 
-// ------------------------------------------------------------------ one run
+// ------------------------------------------------------------------ the load: clients that send and receive
+
+/** closed: each sender keeps `inFlight` messages in flight; open: a fixed total rate, whatever happens. */
+export type LoadMode = 'closed' | 'open';
+
+/**
+ * One load against a running server, all in this process (so latency is read on one clock): the
+ * users of the workload, what they send and how the window is measured. Plain data, so a generator
+ * process can receive it over IPC.
+ */
+export interface LoadConfig {
+  /** A loopback IPv4 address. */
+  host: string;
+  port: number;
+  workload: Workload;
+  /** User ids are `<prefix>u<i>` (users) or `<prefix>s<i>` / `<prefix>r<i>` (pairs). */
+  userPrefix: string;
+  device: string;
+  mode: LoadMode;
+  /** closed loop: messages each sender keeps in flight (sent, not yet delivered). */
+  inFlight: number;
+  /** open loop: messages per second over all senders of this load, each sent at its intended time. */
+  rate: number;
+  /** Ephemeral SENDs (flag bit 0): delivered only to connected devices, seq 0, never ACKed. */
+  ephemeral: boolean;
+  payloadBytes: number;
+  warmupMs: number;
+  durationMs: number;
+  /** ACK after this many DELIVERs; 0 = half the server's window from WELCOME (PROTOCOL.md section 5). */
+  ackEvery: number;
+  /** Connects in progress at once. */
+  connectConcurrency: number;
+  /**
+   * Ephemeral only: a message not delivered this long after it was sent counts as lost (an ephemeral
+   * DELIVER is dropped for a socket that is not draining), and in a closed loop its sender sends the next.
+   */
+  lossTimeoutMs: number;
+  /** No delivery for this long fails the run. */
+  stallMs: number;
+}
+
+export interface LoadHooks {
+  /** Prefix of the progress lines, e.g. "[w1 normal]". */
+  label: string;
+  /** Called at the tick that opens the measured window (read CPU counters here), and at the one that closes it. */
+  onWindowStart?: () => void;
+  onWindowEnd?: () => void;
+  /** Checked at every tick: why the run cannot go on (e.g. the server exited), or null. */
+  problem?: () => string | null;
+  /** Called once a second instead of printing a progress line (a generator process reports to its parent). */
+  onSecond?: (p: LoadProgress) => void;
+}
+
+export interface LoadProgress {
+  delivered: number;
+  inWindow: number;
+  sent: number;
+  lost: number;
+}
+
+export interface LoadResult {
+  /** Sessions per server process, by WELCOME's `node`. */
+  sessionsByNode: Record<string, number>;
+  /** Length of the measured window as run, s. */
+  windowSeconds: number;
+  /** Delivered inside the window. */
+  delivered: number;
+  /** Delivered over the whole run (warm-up included). */
+  deliveredTotal: number;
+  sent: number;
+  /** Ephemeral messages given up as lost (see `lossTimeoutMs`), over the whole run. */
+  lost: number;
+  /** Latency of the messages delivered inside the window, µs. */
+  histogram: Histogram;
+  /** Messages delivered in each second since the load started (warm-up included). */
+  deliveredPerSecond: number[];
+  /** ERROR frames received, by name. */
+  errorsByName: Record<string, number>;
+  /** Why the run failed (any ERROR, a lost connection, a stall), or null. */
+  failure: string | null;
+  /** This process's CPU time over the window, s. */
+  generatorCpuSeconds: number;
+}
 
 class Run {
   sending = true;
   delivered = 0;
-  readonly histogram = hdr.build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
+  sent = 0;
+  lost = 0;
+  readonly histogram = newHistogram();
+  readonly series: number[] = [];
+  readonly errorsByName: Record<string, number> = {};
+  startNs = 0;
   windowStartNs = Number.POSITIVE_INFINITY;
   windowEndNs = Number.POSITIVE_INFINITY;
   inWindow = 0;
@@ -173,10 +269,16 @@ class Run {
 
   recordDelivery(now: number, latencyNs: number): void {
     this.delivered++;
+    const second = Math.floor((now - this.startNs) / 1e9);
+    if (second >= 0) this.series[second] = (this.series[second] ?? 0) + 1;
     if (now >= this.windowStartNs && now < this.windowEndNs) {
       this.inWindow++;
       this.histogram.recordValue(Math.max(1, Math.round(latencyNs / 1000))); // µs
     }
+  }
+
+  countError(name: string): void {
+    if (this.sending) this.errorsByName[name] = (this.errorsByName[name] ?? 0) + 1;
   }
 
   fail(why: string): void {
@@ -199,12 +301,21 @@ class Load {
     private readonly payload: Uint8Array,
     /** The recipient of `sender`'s next message. */
     readonly pick: (sender: number) => number,
+    private readonly flags: number,
+    /** A delivery makes its sender send the next message. */
+    readonly closedLoop: boolean,
   ) {}
 
   template(to: number): Uint8Array {
     let t = this.templates[to];
     if (t === undefined) {
-      t = encodeFrame({ type: 'SEND', clientMsgId: 1, flags: 0, to: this.users[to]!, payload: this.payload });
+      t = encodeFrame({
+        type: 'SEND',
+        clientMsgId: 1,
+        flags: this.flags,
+        to: this.users[to]!,
+        payload: this.payload,
+      });
       this.templates[to] = t;
     }
     return t;
@@ -213,7 +324,7 @@ class Load {
 
 class Endpoint {
   private nextId = 1;
-  /** Send time (ns) of each message in flight, by clientMsgId. */
+  /** Send time (ns; in an open loop the intended one) of each message in flight, by clientMsgId. */
   readonly sentAt = new Map<number, number>();
   private unacked = 0;
 
@@ -225,18 +336,34 @@ class Endpoint {
     private readonly load: Load,
   ) {
     conn.onFrame = (f) => this.onFrame(f);
-    conn.onFail = (why) => load.run.fail(`${user}: ${why}`);
   }
 
-  sendNext(): void {
+  /** Sends the next message; `at` = its intended send time (open loop), else now. */
+  sendNext(at?: number): void {
     const id = this.nextId++;
     const bytes = this.load.template(this.load.pick(this.index)).slice();
     const view = new DataView(bytes.buffer);
     // Frame header (4 + 1 bytes), then the u64 clientMsgId.
     view.setUint32(5, Math.floor(id / 0x1_0000_0000));
     view.setUint32(9, id >>> 0);
-    this.sentAt.set(id, nowNs());
+    this.sentAt.set(id, at ?? nowNs());
+    this.load.run.sent++;
     this.conn.write(bytes);
+  }
+
+  /**
+   * Gives up the messages sent before `cutoff` (ns) that were never delivered; in a closed loop each
+   * is replaced by a new one. Returns how many. The map holds them in send order.
+   */
+  expire(cutoff: number): number {
+    let n = 0;
+    for (const [id, at] of this.sentAt) {
+      if (at >= cutoff) break;
+      this.sentAt.delete(id);
+      n++;
+    }
+    if (this.load.closedLoop && this.load.run.sending) for (let i = 0; i < n; i++) this.sendNext();
+    return n;
   }
 
   private onFrame(frame: Frame): void {
@@ -254,13 +381,14 @@ class Endpoint {
         if (sender === undefined || sent === undefined) return; // a re-delivery: already counted
         sender.sentAt.delete(frame.clientMsgId);
         this.load.run.recordDelivery(now, now - sent);
-        if (this.load.run.sending) sender.sendNext();
+        if (this.load.closedLoop && this.load.run.sending) sender.sendNext();
         return;
       }
       case 'ERROR': {
         // Any ERROR ends the run: a fatal one closes the connection, and a request-level one (e.g.
         // INBOX_FULL) means messages are no longer delivered, so the figures would not measure what
         // they claim.
+        this.load.run.countError(errorName(frame.code));
         const kind = isFatalCode(frame.code) ? 'fatal' : 'request-level';
         this.load.run.fail(`${this.user} got ${kind} ${describeFrame(frame)} (ref ${frame.ref})`);
         return;
@@ -278,18 +406,21 @@ class Endpoint {
 }
 
 /** Users of a workload, and the recipient each sender picks. */
-function plan(workload: Workload): { users: string[]; senders: number[]; pick: (s: number) => number } {
+function plan(
+  workload: Workload,
+  prefix: string,
+): { users: string[]; senders: number[]; pick: (s: number) => number } {
   if (workload.kind === 'pairs') {
     const p = workload.pairs;
     const users = [
-      ...Array.from({ length: p }, (_, i) => `bench-s${i}`),
-      ...Array.from({ length: p }, (_, i) => `bench-r${i}`),
+      ...Array.from({ length: p }, (_, i) => `${prefix}s${i}`),
+      ...Array.from({ length: p }, (_, i) => `${prefix}r${i}`),
     ];
     return { users, senders: Array.from({ length: p }, (_, i) => i), pick: (s) => s + p };
   }
   const u = workload.users;
   if (u < 2) throw new Error('the users workload needs at least 2 users');
-  const users = Array.from({ length: u }, (_, i) => `bench-u${i}`);
+  const users = Array.from({ length: u }, (_, i) => `${prefix}u${i}`);
   // A uniformly random other user.
   const pick = (s: number): number => {
     const j = Math.floor(Math.random() * (u - 1));
@@ -297,6 +428,253 @@ function plan(workload: Workload): { users: string[]; senders: number[]; pick: (
   };
   return { users, senders: users.map((_, i) => i), pick };
 }
+
+/** Users the workload connects. */
+export function workloadUsers(workload: Workload): number {
+  return workload.kind === 'pairs' ? 2 * workload.pairs : workload.users;
+}
+
+/**
+ * A load connected to a server: `LoadRun.connect`, then `run` (warm-up and window), then `close`.
+ * Failures are reported in the result, never thrown, once connected.
+ */
+export class LoadRun {
+  private constructor(
+    readonly config: LoadConfig,
+    private readonly run_: Run,
+    private readonly endpoints: Endpoint[],
+    private readonly senders: number[],
+    private readonly conns: Conn[],
+    readonly sessionsByNode: Record<string, number>,
+  ) {}
+
+  /**
+   * Connects every user (HELLO, WELCOME), at most `connectConcurrency` at once, within
+   * max(60 s, 20 ms per user); throws (after closing what was opened) when one fails or time runs out.
+   */
+  static async connect(config: LoadConfig, label: string, quiet = false): Promise<LoadRun> {
+    const { users, senders, pick } = plan(config.workload, config.userPrefix);
+    const run = new Run();
+    const load = new Load(
+      run,
+      users,
+      new Uint8Array(config.payloadBytes).fill(0x61),
+      pick,
+      config.ephemeral ? SEND_FLAG_EPHEMERAL : 0,
+      config.mode === 'closed',
+    );
+    const conns: Conn[] = [];
+    let aborted = false;
+    let opened = 0;
+    if (!quiet) progress(`${label} connecting ${users.length.toLocaleString('en-US')} clients…`);
+    const limitMs = Math.max(60_000, users.length * 20);
+    const connectAll = mapLimit(
+      users.map((u, i) => [u, i] as const),
+      config.connectConcurrency,
+      async ([user, index]) => {
+        if (aborted) throw new Error('connect phase aborted');
+        const conn = await Conn.open(config.port, user, config.device, {
+          host: config.host,
+          onFail: (why) => run.fail(`${user}: ${why}`),
+        });
+        conns.push(conn);
+        if (aborted) {
+          conn.close();
+          throw new Error('connect phase aborted');
+        }
+        opened++;
+        const ackEvery = config.ackEvery || Math.max(1, Math.floor(conn.welcome!.window / 2));
+        return new Endpoint(index, user, conn, ackEvery, load);
+      },
+    );
+    connectAll.catch(() => {}); // A late rejection after a timeout is handled below.
+    let timer: NodeJS.Timeout | undefined;
+    const ticker = quiet
+      ? undefined
+      : setInterval(
+          () =>
+            progress(
+              `${label} connected ${opened.toLocaleString('en-US')}/${users.length.toLocaleString('en-US')}`,
+            ),
+          1000,
+        );
+    let endpoints: Endpoint[];
+    try {
+      endpoints = await Promise.race([
+        connectAll,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`not every client connected within ${limitMs / 1000} s`)),
+            limitMs,
+          );
+        }),
+      ]);
+    } catch (err) {
+      aborted = true;
+      run.sending = false;
+      for (const c of conns) c.close();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      clearInterval(ticker);
+    }
+    for (const e of endpoints) {
+      load.endpoints.push(e);
+      load.byUser.set(e.user, e);
+    }
+    const sessionsByNode: Record<string, number> = {};
+    for (const c of conns) {
+      const node = c.welcome!.node;
+      sessionsByNode[node] = (sessionsByNode[node] ?? 0) + 1;
+    }
+    return new LoadRun(config, run, endpoints, senders, conns, sessionsByNode);
+  }
+
+  /** Warm-up, then the measured window; ends at the window's end or at the first failure. */
+  async run(hooks: LoadHooks): Promise<LoadResult> {
+    const { config, endpoints, senders } = this;
+    const run = this.run_;
+    const label = hooks.label;
+    const t0 = nowNs();
+    run.startNs = t0;
+    const warmupEnd = t0 + config.warmupMs * 1e6;
+    const windowEnd = warmupEnd + config.durationMs * 1e6;
+    let ticker: NodeJS.Timeout | undefined;
+    let openTimer: NodeJS.Timeout | undefined;
+    let sweeper: NodeJS.Timeout | undefined;
+
+    if (config.mode === 'closed') {
+      // Closed loop: every sender starts with `inFlight` messages in flight.
+      for (const s of senders) for (let k = 0; k < config.inFlight; k++) endpoints[s]!.sendNext();
+    } else {
+      // Open loop: message k is due at t0 + k / rate, from the senders in turn, and its latency counts
+      // from that intended time, however late it actually goes out (no coordinated omission).
+      const intervalNs = 1e9 / config.rate;
+      let k = 0;
+      const openTick = (): void => {
+        if (!run.sending) return;
+        const now = nowNs();
+        let budget = 20_000; // then yield to the event loop, and go on at once
+        while (t0 + k * intervalNs <= now && budget > 0) {
+          endpoints[senders[k % senders.length]!]!.sendNext(t0 + k * intervalNs);
+          k++;
+          budget--;
+        }
+        openTimer = setTimeout(openTick, budget > 0 ? 1 : 0);
+      };
+      openTick();
+    }
+    if (config.ephemeral && config.lossTimeoutMs > 0) {
+      sweeper = setInterval(() => {
+        const cutoff = nowNs() - config.lossTimeoutMs * 1e6;
+        for (const e of endpoints) run.lost += e.expire(cutoff);
+      }, 250);
+    }
+
+    let genStart: NodeJS.CpuUsage | null = null;
+    let genEnd: NodeJS.CpuUsage | null = null;
+    let lastSeen = 0;
+    let lastChange = Date.now();
+    const finished = new Promise<void>((resolve) => {
+      // The window opens and closes on the clock; the tick checks boundaries and stalls.
+      const tick = (): void => {
+        const now = nowNs();
+        if (genStart === null && now >= warmupEnd) {
+          hooks.onWindowStart?.();
+          genStart = process.cpuUsage();
+          run.windowStartNs = now;
+        }
+        if (genStart !== null && genEnd === null && now >= windowEnd) {
+          // Deliveries are counted up to this tick, CPU is read at it: both cover the same span.
+          run.windowEndNs = now;
+          genEnd = process.cpuUsage(genStart);
+          hooks.onWindowEnd?.();
+          run.sending = false;
+          resolve();
+          return;
+        }
+        if (run.delivered !== lastSeen) {
+          lastSeen = run.delivered;
+          lastChange = Date.now();
+        } else if (Date.now() - lastChange > config.stallMs) {
+          run.fail(`no message delivered for ${config.stallMs / 1000} s`);
+        }
+        const problem = hooks.problem?.() ?? null;
+        if (problem !== null) run.fail(problem);
+        ticker = setTimeout(
+          tick,
+          Math.min(100, Math.max(1, (genStart === null ? warmupEnd : windowEnd) - now) / 1e6),
+        );
+      };
+      ticker = setTimeout(tick, 1);
+    });
+    let lastPrint = t0;
+    let lastPrinted = 0;
+    const printer = setInterval(() => {
+      if (hooks.onSecond) {
+        hooks.onSecond({ delivered: run.delivered, inWindow: run.inWindow, sent: run.sent, lost: run.lost });
+        return;
+      }
+      const now = nowNs();
+      const d = run.delivered;
+      const rate = ((d - lastPrinted) * 1e9) / (now - lastPrint);
+      lastPrint = now;
+      lastPrinted = d;
+      const phase =
+        now < warmupEnd
+          ? `warm-up ${((now - t0) / 1e9).toFixed(1)}/${config.warmupMs / 1000} s`
+          : `${((now - warmupEnd) / 1e9).toFixed(1)}/${config.durationMs / 1000} s`;
+      const p99 =
+        run.inWindow > 0 ? `  p99 ${(run.histogram.getValueAtPercentile(99) / 1000).toFixed(2)} ms` : '';
+      const lost = run.lost > 0 ? `  lost ${run.lost.toLocaleString('en-US')}` : '';
+      progress(
+        `${label} ${phase}  ${Math.round(rate).toLocaleString('en-US')} msg/s  delivered ${d.toLocaleString('en-US')}${p99}${lost}`,
+      );
+    }, 1000);
+    // The run is bounded: the window, or the first failure, or a hard deadline.
+    const deadline = setTimeout(
+      () => run.fail('hard deadline passed'),
+      config.warmupMs + config.durationMs + 15_000,
+    );
+    if (run.failure === null) await Promise.race([finished, run.failedPromise]);
+    clearTimeout(deadline);
+    clearInterval(printer);
+    clearInterval(sweeper);
+    clearTimeout(ticker);
+    clearTimeout(openTimer);
+    run.sending = false;
+    if (!hooks.onSecond) endProgress();
+
+    const windowNs =
+      Number.isFinite(run.windowEndNs) && Number.isFinite(run.windowStartNs)
+        ? run.windowEndNs - run.windowStartNs
+        : 0;
+    const gen = genEnd as NodeJS.CpuUsage | null;
+    return {
+      sessionsByNode: this.sessionsByNode,
+      windowSeconds: round(windowNs / 1e9, 3),
+      delivered: run.inWindow,
+      deliveredTotal: run.delivered,
+      sent: run.sent,
+      lost: run.lost,
+      histogram: run.histogram,
+      deliveredPerSecond: Array.from(run.series, (v) => v ?? 0),
+      errorsByName: { ...run.errorsByName },
+      failure: run.failure,
+      generatorCpuSeconds: gen === null ? 0 : (gen.user + gen.system) / 1e6,
+    };
+  }
+
+  /** BYE on every connection, then destroys what is left 200 ms later. */
+  async close(): Promise<void> {
+    this.run_.sending = false;
+    for (const c of this.conns) c.close();
+    await sleep(200);
+    for (const c of this.conns) c.socket.destroy();
+  }
+}
+
+// ------------------------------------------------------------------ one run of bench:core / bench:scaling
 
 export function runLabel(spec: RunSpec): string {
   return `w${spec.workers} ${spec.durability}`;
@@ -313,132 +691,63 @@ export async function runOnce(spec: RunSpec, opts: ThroughputOptions): Promise<R
     ...(opts.shards === undefined ? {} : { shards: opts.shards }),
     ...(opts.pin ? { cpu: SERVER_CPU } : {}),
   });
-  const conns: Conn[] = [];
-  let ticker: NodeJS.Timeout | undefined;
-  const run = new Run();
+  let load: LoadRun | null = null;
   try {
-    const { users, senders, pick } = plan(opts.workload);
-    progress(`${label} connecting ${users.length.toLocaleString('en-US')} clients…`);
-    const load = new Load(run, users, new Uint8Array(opts.payloadBytes).fill(0x61), pick);
-    const endpoints = await mapLimit(
-      users.map((u, i) => [u, i] as const),
-      32,
-      async ([user, index]) => {
-        const conn = await Conn.open(server.port, user, 'bench');
-        conns.push(conn);
-        const ackEvery = opts.ackEvery || Math.max(1, Math.floor(conn.welcome!.window / 2));
-        return new Endpoint(index, user, conn, ackEvery, load);
+    load = await LoadRun.connect(
+      {
+        host: '127.0.0.1',
+        port: server.port,
+        workload: opts.workload,
+        userPrefix: 'bench-',
+        device: 'bench',
+        mode: 'closed',
+        inFlight: opts.inFlight,
+        rate: 0,
+        ephemeral: false,
+        payloadBytes: opts.payloadBytes,
+        warmupMs: opts.warmupMs,
+        durationMs: opts.durationMs,
+        ackEvery: opts.ackEvery,
+        connectConcurrency: 32,
+        lossTimeoutMs: 0,
+        stallMs: 5000,
       },
+      label,
     );
-    for (const e of endpoints) {
-      load.endpoints.push(e);
-      load.byUser.set(e.user, e);
-    }
-    const sessionsByNode: Record<string, number> = {};
-    for (const c of conns) {
-      const node = c.welcome!.node;
-      sessionsByNode[node] = (sessionsByNode[node] ?? 0) + 1;
-    }
-
-    // Closed loop: every sender starts with `inFlight` messages in flight.
-    const t0 = nowNs();
-    for (const s of senders) for (let k = 0; k < opts.inFlight; k++) endpoints[s]!.sendNext();
-
-    const warmupEnd = t0 + opts.warmupMs * 1e6;
-    const windowEnd = warmupEnd + opts.durationMs * 1e6;
     let cpuStart: TreeCpu | null = null;
     let cpuEnd: TreeCpu | null = null;
-    let genStart: NodeJS.CpuUsage | null = null;
-    let genEnd: NodeJS.CpuUsage | null = null;
     let machineStart: MachineCpu | null = null;
     let machineEnd: MachineCpu | null = null;
     let serverCpus: string | null = null;
     let generatorCpus: string | null = null;
-    let lastSeen = 0;
-    let lastChange = Date.now();
-
-    const finished = new Promise<void>((resolve) => {
-      // The window opens and closes on the clock; the tick checks boundaries and stalls.
-      const tick = (): void => {
-        const now = nowNs();
-        if (cpuStart === null && now >= warmupEnd) {
-          serverCpus = treeCpusAllowed(server.pid);
-          generatorCpus = cpusAllowed('self');
-          machineStart = machineCpu();
-          cpuStart = treeCpu(server.pid);
-          genStart = process.cpuUsage();
-          run.windowStartNs = now;
-        }
-        if (cpuStart !== null && cpuEnd === null && now >= windowEnd) {
-          // Deliveries are counted up to this tick, CPU is read at it: both cover the same span.
-          run.windowEndNs = now;
-          cpuEnd = treeCpu(server.pid);
-          genEnd = process.cpuUsage(genStart!);
-          machineEnd = machineCpu();
-          run.sending = false;
-          resolve();
-          return;
-        }
-        if (run.delivered !== lastSeen) {
-          lastSeen = run.delivered;
-          lastChange = Date.now();
-        } else if (Date.now() - lastChange > 5000) {
-          run.fail('no message delivered for 5 s');
-        }
-        if (!server.alive) run.fail('the server process exited');
-        ticker = setTimeout(
-          tick,
-          Math.min(100, Math.max(1, (cpuStart === null ? warmupEnd : windowEnd) - now) / 1e6),
-        );
-      };
-      ticker = setTimeout(tick, 1);
+    const r = await load.run({
+      label,
+      onWindowStart: () => {
+        serverCpus = treeCpusAllowed(server.pid);
+        generatorCpus = cpusAllowed('self');
+        machineStart = machineCpu();
+        cpuStart = treeCpu(server.pid);
+      },
+      onWindowEnd: () => {
+        cpuEnd = treeCpu(server.pid);
+        machineEnd = machineCpu();
+      },
+      problem: () => (server.alive ? null : 'the server process exited'),
     });
-    let lastPrint = t0;
-    let lastPrinted = 0;
-    const printer = setInterval(() => {
-      const now = nowNs();
-      const d = run.delivered;
-      const rate = ((d - lastPrinted) * 1e9) / (now - lastPrint);
-      lastPrint = now;
-      lastPrinted = d;
-      const phase =
-        now < warmupEnd
-          ? `warm-up ${((now - t0) / 1e9).toFixed(1)}/${opts.warmupMs / 1000} s`
-          : `${((now - warmupEnd) / 1e9).toFixed(1)}/${opts.durationMs / 1000} s`;
-      const p99 =
-        run.inWindow > 0 ? `  p99 ${(run.histogram.getValueAtPercentile(99) / 1000).toFixed(2)} ms` : '';
-      progress(
-        `${label} ${phase}  ${Math.round(rate).toLocaleString('en-US')} msg/s  delivered ${d.toLocaleString('en-US')}${p99}`,
-      );
-    }, 1000);
-    // The run is bounded: the window, or the first failure, or a hard deadline.
-    const deadline = setTimeout(
-      () => run.fail('hard deadline passed'),
-      opts.warmupMs + opts.durationMs + 15_000,
-    );
-    await Promise.race([finished, run.failedPromise]);
-    clearTimeout(deadline);
-    clearInterval(printer);
-    if (ticker) clearTimeout(ticker);
-    run.sending = false;
-    endProgress();
-    if (run.failure !== null) {
+    if (r.failure !== null) {
       const tail = server.tail();
-      throw new Error(tail ? `${run.failure}\nlast server output:\n${tail}` : run.failure);
+      throw new Error(tail ? `${r.failure}\nlast server output:\n${tail}` : r.failure);
     }
 
-    const windowS = (run.windowEndNs - run.windowStartNs) / 1e9;
+    const windowS = r.windowSeconds;
     const start = cpuStart! as TreeCpu;
     const serverCpu = (cpuEnd! as TreeCpu).seconds - start.seconds;
-    const gen = genEnd! as NodeJS.CpuUsage;
-    const genSeconds = (gen.user + gen.system) / 1e6;
+    const genSeconds = r.generatorCpuSeconds;
     const mStart = machineStart as MachineCpu | null;
     const mEnd = machineEnd as MachineCpu | null;
     const other =
       mStart && mEnd ? Math.max(0, mEnd.busySeconds - mStart.busySeconds - serverCpu - genSeconds) : null;
-    const h = run.histogram;
-    const ms = (us: number): number => Math.round(us) / 1000;
-    const delivered = run.inWindow;
+    const delivered = r.delivered;
     return {
       workers: spec.workers,
       durability: spec.durability,
@@ -448,17 +757,11 @@ export async function runOnce(spec: RunSpec, opts: ThroughputOptions): Promise<R
       serverCpus,
       generatorCpus,
       serverProcesses: start.processes,
-      sessionsByNode,
-      windowSeconds: round(windowS, 3),
+      sessionsByNode: r.sessionsByNode,
+      windowSeconds: windowS,
       delivered,
       msgPerSec: Math.round(delivered / windowS),
-      latencyMs: {
-        p50: ms(h.getValueAtPercentile(50)),
-        p90: ms(h.getValueAtPercentile(90)),
-        p99: ms(h.getValueAtPercentile(99)),
-        p999: ms(h.getValueAtPercentile(99.9)),
-        max: ms(h.maxValue),
-      },
+      latencyMs: latencySummary(r.histogram),
       serverCpuSeconds: round(serverCpu, 2),
       serverCpuPercent: round((serverCpu / windowS) * 100, 1),
       serverCpuSecondsPer100k: delivered > 0 ? round((serverCpu * 100_000) / delivered, 3) : 0,
@@ -468,11 +771,7 @@ export async function runOnce(spec: RunSpec, opts: ThroughputOptions): Promise<R
       loadAverage1m: loadAtStart,
     };
   } finally {
-    run.sending = false;
-    if (ticker) clearTimeout(ticker);
-    for (const c of conns) c.close();
-    await sleep(200);
-    for (const c of conns) c.socket.destroy();
+    if (load) await load.close();
     progress(`${label} stopping the server…`);
     await server.stop();
     endProgress();

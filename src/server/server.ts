@@ -1,20 +1,40 @@
 /**
- * One server process: the TCP listener with admission control, the HTTP port (health), the
- * sessions, the store, the retention sweep and graceful shutdown (PROTOCOL.md sections 4 and 7).
+ * One server process: the TCP listener with admission control, the HTTP port (health, and the
+ * WebSocket endpoint /sbp), the sessions, the store, the retention sweep and graceful shutdown
+ * (PROTOCOL.md sections 1, 4 and 7).
  */
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+  STATUS_CODES,
+} from 'node:http';
 import { createServer as createTcpServer, type Socket, type Server as TcpServer } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { ErrorCode, encodeFrame } from '../protocol/index.js';
+import { WebSocketServer, type Server as WsServer } from 'ws';
+import { ErrorCode, type ErrorCodeValue, encodeFrame } from '../protocol/index.js';
 import type { InboxStore } from '../store/inbox-store.js';
-import { TcpConnection, WriteBatcher } from '../transport/tcp.js';
+import { TcpConnection } from '../transport/tcp.js';
+import {
+  CLOSE_ERROR_BASE,
+  isEndpointPath,
+  MAX_WS_MESSAGE,
+  MAX_WS_PIECES,
+  offersSubprotocol,
+  SbpWebSocket,
+  selectSubprotocol,
+  WebSocketConnection,
+  WS_SUBPROTOCOL,
+} from '../transport/websocket.js';
+import { WriteBatcher } from '../transport/write-batcher.js';
 import { type Authenticator, isLoopbackHost } from './auth.js';
 import { openFileLimit } from './fd-limit.js';
 import { Home, type Homes, LocalHomes, type WorkerSink } from './home.js';
 import type { Limits } from './limits.js';
 import { Router } from './router.js';
 import { Session, type SessionContext } from './session.js';
-import { TimerWheel } from './timer-wheel.js';
+import { type TimerEntry, TimerWheel } from './timer-wheel.js';
 
 export interface ServerOptions {
   host: string;
@@ -36,10 +56,29 @@ export interface ServerOptions {
   purgeIntervalMs?: number;
 }
 
+/**
+ * HTTP connections accepted and not yet upgraded (WebSocket upgrades in progress, health checks) a
+ * process holds at most: beyond it a new one gets 503 at once, so a flood of half-open upgrades cannot
+ * starve the worker. Each lives at most the handshake deadline from its accept (cutPendingHttp).
+ */
+const MAX_PENDING_HTTP = 1024;
+
 export class SwitchboardServer {
   private readonly sessions = new Set<Session>();
   private readonly wheel = new TimerWheel();
   private readonly batcher = new WriteBatcher();
+  /** HTTP sockets not yet upgraded, with their accept time (the handshake deadline runs from it). */
+  private readonly pendingHttp = new Map<Socket, number>();
+  /** One listener for every pending HTTP socket's 'close' (`this` is the socket). */
+  private readonly onPendingHttpClose: (this: Socket) => void;
+  /** One wheel entry for the handshake deadline of the oldest pending HTTP socket. */
+  private readonly pendingHttpDeadline: TimerEntry = {
+    timerDeadline: 0,
+    timerSlot: -1,
+    onTimer: (now) => this.cutPendingHttp(now),
+  };
+  private wss: WsServer<typeof SbpWebSocket> | null = null;
+  private httpStopped: Promise<void> | null = null;
   private readonly router: Router;
   private readonly ctx: SessionContext;
   private readonly maxConnections: number;
@@ -52,14 +91,18 @@ export class SwitchboardServer {
   private rejectedFull = 0;
 
   constructor(private readonly opts: ServerOptions) {
-    if (!opts.auth.open) {
-      /* authenticated: any host */
-    } else if (!isLoopbackHost(opts.host)) {
+    // The HTTP port carries SBP too (WebSocket): open mode needs both on loopback.
+    const exposed = [opts.host, opts.httpHost].find((h) => !isLoopbackHost(h));
+    if (opts.auth.open && exposed !== undefined) {
       throw new Error(
-        `refusing to listen on ${opts.host} without an auth secret: open mode lets anyone claim any user. ` +
+        `refusing to listen on ${exposed} without an auth secret: open mode lets anyone claim any user. ` +
           'Set --auth-secret (or SWITCHBOARD_AUTH_SECRET), or listen on 127.0.0.1.',
       );
     }
+    const pendingHttp = this.pendingHttp;
+    this.onPendingHttpClose = function (this: Socket): void {
+      pendingHttp.delete(this);
+    };
     this.router = new Router(opts.worker ?? 0, opts.log);
     this.router.homes = opts.homes
       ? opts.homes(this.router)
@@ -93,7 +136,21 @@ export class SwitchboardServer {
     await listenOn(this.tcp, opts.port, opts.host, opts.limits.listenBacklog);
     // EMFILE and friends on accept: logged, never fatal (the cap keeps us below the fd limit).
     this.tcp.on('error', (err) => opts.log.error({ err }, 'listener error'));
-    this.http = createHttpServer((req, res) => {
+    // A connection that never completes its request (an upgrade sent slowly or not at all) is cut at the
+    // handshake deadline, counted from the accept like the TCP one (PROTOCOL.md section 1): by
+    // cutPendingHttp, and by Node's own request timeouts as a backstop.
+    const handshakeMs = opts.limits.handshakeTimeoutMs;
+    const httpOptions = {
+      headersTimeout: handshakeMs,
+      requestTimeout: handshakeMs,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(handshakeMs / 10))),
+    };
+    this.http = createHttpServer(httpOptions, (req, res) => {
+      if (isEndpointPath(req.url)) {
+        res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'upgrade' });
+        res.end(`a WebSocket endpoint: upgrade with the subprotocol ${WS_SUBPROTOCOL}\n`);
+        return;
+      }
       if (req.url === '/healthz') {
         res.writeHead(this.shuttingDown ? 503 : 200, { 'content-type': 'application/json' });
         res.end(
@@ -106,6 +163,24 @@ export class SwitchboardServer {
       }
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      WebSocket: SbpWebSocket,
+      handleProtocols: selectSubprotocol,
+      // Over it ws would close with 1009 on its own; SbpWebSocket answers FRAME_TOO_LARGE and 4002 instead.
+      maxPayload: MAX_WS_MESSAGE,
+      maxBufferedChunks: MAX_WS_PIECES,
+      maxFragments: MAX_WS_PIECES,
+      perMessageDeflate: false,
+      // Sessions track their connections; ws's own set would add a closure per connection.
+      clientTracking: false,
+      // A text message is refused whatever it holds (PROTOCOL_VIOLATION, 1003): no need to validate it.
+      skipUTF8Validation: true,
+    });
+    this.http.on('connection', (socket: Socket) => this.acceptHttp(socket));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.upgrade(req, socket as Socket, head),
+    );
     await listenOn(this.http, opts.httpPort, opts.httpHost, 511);
     this.startPurgeSweep();
     const port = (this.tcp.address() as { port: number }).port;
@@ -125,25 +200,115 @@ export class SwitchboardServer {
 
   /** Admission control before any session state is allocated. */
   private accept(socket: Socket): void {
-    if (this.shuttingDown || this.sessions.size >= this.maxConnections) {
-      const code = this.shuttingDown ? ErrorCode.SHUTTING_DOWN : ErrorCode.SERVER_FULL;
-      if (code === ErrorCode.SERVER_FULL && this.rejectedFull++ % 1000 === 0) {
-        this.opts.log.warn({ max: this.maxConnections, rejected: this.rejectedFull }, 'server full');
-      }
+    const refused = this.admission();
+    if (refused) {
       socket.on('error', () => {});
-      socket.end(
-        encodeFrame({
-          type: 'ERROR',
-          code,
-          ref: this.reconnectDelay(),
-          message: code === ErrorCode.SERVER_FULL ? 'server is full, retry later' : 'server is shutting down',
-        }),
-      );
+      socket.end(this.refusal(refused));
       setTimeout(() => socket.destroy(), this.opts.limits.closeGraceMs).unref();
       return;
     }
     const conn = new TcpConnection(socket, this.batcher, this.opts.limits.writeHighWaterBytes);
     this.sessions.add(new Session(conn, this.ctx));
+  }
+
+  /** SERVER_FULL or SHUTTING_DOWN when a new connection may not have a session, else null. */
+  private admission(): ErrorCodeValue | null {
+    if (!this.shuttingDown && this.sessions.size < this.maxConnections) return null;
+    const code = this.shuttingDown ? ErrorCode.SHUTTING_DOWN : ErrorCode.SERVER_FULL;
+    if (code === ErrorCode.SERVER_FULL && this.rejectedFull++ % 1000 === 0) {
+      this.opts.log.warn({ max: this.maxConnections, rejected: this.rejectedFull }, 'server full');
+    }
+    return code;
+  }
+
+  /** The ERROR that refuses a connection at admission, with a spread reconnect delay. */
+  private refusal(code: ErrorCodeValue): Uint8Array {
+    return encodeFrame({
+      type: 'ERROR',
+      code,
+      ref: this.reconnectDelay(),
+      message: code === ErrorCode.SERVER_FULL ? 'server is full, retry later' : 'server is shutting down',
+    });
+  }
+
+  /** An HTTP connection: its accept time is kept for the handshake deadline of an upgrade on it. */
+  private acceptHttp(socket: Socket): void {
+    if (this.pendingHttp.size >= MAX_PENDING_HTTP) {
+      socket.on('error', () => {});
+      socket.end(httpResponse(503, 'too many connections in progress, retry later'));
+      socket.destroySoon();
+      return;
+    }
+    const now = Date.now();
+    this.pendingHttp.set(socket, now);
+    socket.once('close', this.onPendingHttpClose);
+    if (this.pendingHttpDeadline.timerSlot < 0) {
+      this.wheel.schedule(this.pendingHttpDeadline, now + this.opts.limits.handshakeTimeoutMs);
+    }
+  }
+
+  /**
+   * Closes the HTTP connections whose handshake deadline (from their accept) has passed without an
+   * upgrade: headersTimeout alone restarts when a request begins, so a client that waits, then trickles
+   * its upgrade, would get up to twice the deadline. The map is in accept order: the oldest come first.
+   */
+  private cutPendingHttp(now: number): void {
+    const limit = this.opts.limits.handshakeTimeoutMs;
+    for (const [socket, acceptedAt] of this.pendingHttp) {
+      if (acceptedAt + limit > now) {
+        this.wheel.schedule(this.pendingHttpDeadline, acceptedAt + limit);
+        return;
+      }
+      this.pendingHttp.delete(socket);
+      socket.off('close', this.onPendingHttpClose);
+      socket.destroy();
+    }
+  }
+
+  /** The HTTP server's 'upgrade': WebSocket at /sbp with the subprotocol sbp.v1 (PROTOCOL.md section 1). */
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    if (!this.pendingHttp.has(socket)) {
+      // Refused at accept (over MAX_PENDING_HTTP): it already has its 503.
+      socket.destroy();
+      return;
+    }
+    if (!isEndpointPath(req.url)) {
+      rejectUpgrade(socket, 404, 'not found');
+      return;
+    }
+    if (!offersSubprotocol(req.headers['sec-websocket-protocol'])) {
+      rejectUpgrade(socket, 400, `the WebSocket subprotocol ${WS_SUBPROTOCOL} is required`);
+      return;
+    }
+    // Completes the handshake (or answers 400 to a bad one) synchronously: see upgraded().
+    this.wss!.handleUpgrade(req, socket, head, this.upgraded);
+  }
+
+  /** A WebSocket handshake is complete: admission control, then a session with the rest of its deadline. */
+  private readonly upgraded = (ws: SbpWebSocket, req: IncomingMessage): void => {
+    const socket = req.socket as Socket;
+    const acceptedAt = this.pendingHttp.get(socket) ?? Date.now();
+    this.pendingHttp.delete(socket);
+    socket.off('close', this.onPendingHttpClose);
+    const refused = this.admission();
+    if (refused) {
+      ws.on('error', () => {});
+      ws.send(this.refusal(refused));
+      ws.close(CLOSE_ERROR_BASE + refused);
+      setTimeout(() => ws.terminate(), this.opts.limits.closeGraceMs).unref();
+      return;
+    }
+    const conn = new WebSocketConnection(ws, socket, this.batcher, this.opts.limits.writeHighWaterBytes);
+    this.sessions.add(new Session(conn, this.ctx, acceptedAt));
+  };
+
+  /** Stops accepting HTTP connections (health checks and WebSocket upgrades); once. */
+  private stopHttp(): Promise<void> {
+    this.httpStopped ??= new Promise<void>((resolve) => {
+      if (!this.http) return resolve();
+      this.http.close(() => resolve());
+    });
+    return this.httpStopped;
   }
 
   private reconnectDelay(): number {
@@ -206,6 +371,8 @@ export class SwitchboardServer {
     const tcpClosed = new Promise<void>((resolve) =>
       this.tcp ? this.tcp.close(() => resolve()) : resolve(),
     );
+    // WebSocket sessions are in `sessions` too: they get SHUTTING_DOWN below like the TCP ones.
+    void this.stopHttp();
     const drained = new Promise<void>((resolve) => {
       this.allClosed = resolve;
       if (this.sessions.size === 0) resolve();
@@ -220,11 +387,10 @@ export class SwitchboardServer {
   /** After drain(): stops the timers and the HTTP port and commits and closes the store. */
   async close(): Promise<void> {
     this.wheel.stop();
-    await new Promise<void>((resolve) => {
-      if (!this.http) return resolve();
-      this.http.close(() => resolve());
-      this.http.closeAllConnections();
-    });
+    const httpStopped = this.stopHttp();
+    // The connections not upgraded; the WebSocket ones closed with their sessions in drain().
+    this.http?.closeAllConnections();
+    await Promise.race([httpStopped, sleep(this.opts.limits.closeGraceMs + 2000)]);
     await this.opts.store.close();
     this.opts.log.info(this.stats, 'stopped');
   }
@@ -252,6 +418,22 @@ function listenOn(
       resolve();
     });
   });
+}
+
+/** A minimal HTTP/1.1 response written straight to a socket that is then closed. */
+function httpResponse(status: number, message: string): string {
+  const body = `${message}\n`;
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\n` +
+    `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
+}
+
+/** Refuses a WebSocket upgrade with an HTTP status and closes the socket. */
+function rejectUpgrade(socket: Socket, status: number, message: string): void {
+  socket.on('error', () => {});
+  socket.end(httpResponse(status, message));
+  socket.destroySoon();
 }
 
 function sleep(ms: number): Promise<void> {

@@ -97,13 +97,15 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   private tokens = 0;
   private tokensAt = 0;
 
+  /** `acceptedAt` (ms, wheel clock): when the transport connection was accepted, if before now (WebSocket). */
   constructor(
     private readonly conn: Connection,
     private readonly ctx: SessionContext,
+    acceptedAt?: number,
   ) {
     this.decoder = new FrameDecoder('clientToServer', ctx.decoderLimits);
     this.lastFrameAt = ctx.wheel.now;
-    ctx.wheel.schedule(this, ctx.wheel.now + ctx.limits.handshakeTimeoutMs);
+    ctx.wheel.schedule(this, (acceptedAt ?? ctx.wheel.now) + ctx.limits.handshakeTimeoutMs);
     conn.attach(this);
   }
 
@@ -117,18 +119,30 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
 
   // ------------------------------------------------------------ connection events
 
-  onData(chunk: Uint8Array): void {
+  onData(chunk: Uint8Array, wholeMessage = false): void {
     if (this.state >= State.Closing || this.deferredError) return;
     try {
       this.decoder.push(chunk, this);
+      // A WebSocket message carries one or more complete frames (section 1).
+      if (wholeMessage && (chunk.length === 0 || this.decoder.midFrame))
+        throw new SbpError(ErrorCode.MALFORMED, 'a WebSocket message must hold whole frames');
     } catch (err) {
-      if (!(err instanceof SbpError)) this.internalError(err);
-      else if (this.state === State.Opening) {
-        // Frames after HELLO are answered after WELCOME, in order (section 2.2): so is a bad one.
-        this.deferredError = err;
-        this.conn.pause();
-      } else this.fail(err.code, err.message);
+      this.streamError(err);
     }
+  }
+
+  onTransportError(code: ErrorCodeValue, message: string): void {
+    if (this.state >= State.Closing || this.deferredError) return;
+    this.streamError(new SbpError(code, message));
+  }
+
+  private streamError(err: unknown): void {
+    if (!(err instanceof SbpError)) this.internalError(err);
+    else if (this.state === State.Opening) {
+      // Frames after HELLO are answered after WELCOME, in order (section 2.2): so is a bad one.
+      this.deferredError = err;
+      this.conn.pause();
+    } else this.fail(err.code, err.message);
   }
 
   onDrain(): void {
@@ -485,7 +499,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     );
     this.ctx.countClose(reason);
     this.conn.send(encodeFrame({ type: 'ERROR', code, ref, message }));
-    this.beginClose();
+    this.beginClose(code);
   }
 
   /** Closes without an ERROR (BYE from the client, or the server's own shutdown after SHUTTING_DOWN). */
@@ -496,9 +510,10 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     this.beginClose();
   }
 
-  private beginClose(): void {
+  /** `code`: the fatal ERROR just sent, if any (a WebSocket closes with 4000 + it). */
+  private beginClose(code?: ErrorCodeValue): void {
     this.state = State.Closing;
-    this.conn.end();
+    this.conn.end(code);
     this.ctx.wheel.schedule(this, this.ctx.wheel.now + this.ctx.limits.closeGraceMs);
   }
 

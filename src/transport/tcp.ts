@@ -4,27 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Connection, ConnectionHandler, TransportKind } from './connection.js';
-
-/** Uncorks every connection that wrote during this tick, once, on setImmediate. */
-export class WriteBatcher {
-  private corked: TcpConnection[] = [];
-  private scheduled = false;
-
-  add(conn: TcpConnection): void {
-    this.corked.push(conn);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
-  }
-
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const list = this.corked;
-    this.corked = [];
-    for (const conn of list) conn.uncork();
-  };
-}
+import type { Flushable, WriteBatcher } from './write-batcher.js';
 
 /** The connection a socket belongs to: lets every socket share the same four listener functions. */
 const kConnection = Symbol('connection');
@@ -49,7 +29,7 @@ function ignoreSocketError(): void {}
  * listeners find the connection through a symbol on the socket), the peer's address built only when
  * a log line asks for it.
  */
-export class TcpConnection implements Connection {
+export class TcpConnection implements Connection, Flushable {
   private corked = false;
   handler: ConnectionHandler | null = null;
   closed = false;
@@ -88,8 +68,12 @@ export class TcpConnection implements Connection {
     return this.socket.writableLength < this.highWaterBytes;
   }
 
-  /** Called by the batcher. */
-  uncork(): void {
+  /** Called by the batcher once per tick. */
+  flushBatch(): void {
+    this.uncork();
+  }
+
+  private uncork(): void {
     if (!this.corked) return;
     this.corked = false;
     this.socket.uncork();

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { encodeFrame } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
-import { closeAll, connect, session, sleep, text, type WireClient } from './harness.js';
+import { closeAll, connect, portOf, session, sleep, text, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -34,7 +34,7 @@ describe('handshake (open mode)', () => {
   let server: Server;
   const clients: WireClient[] = [];
   const open = async (label: string): Promise<WireClient> => {
-    const c = await connect(server.port, label);
+    const c = await connect(portOf(server), label);
     clients.push(c);
     return c;
   };
@@ -161,7 +161,8 @@ describe('handshake (open mode)', () => {
 
   it('a HELLO trickled one byte every 100 ms is still cut at the deadline', async () => {
     const c = await open('hs-trickle');
-    const hello = Buffer.from(
+    // Over WebSocket: the bytes of the one message that carries the HELLO, trickled on the TCP connection.
+    const hello = c.onTheWire(
       encodeFrame({
         type: 'HELLO',
         version: 1,
@@ -171,12 +172,12 @@ describe('handshake (open mode)', () => {
         resumeAfter: 0,
       }),
     );
-    // 31 bytes at 100 ms each: the last byte would come after ~3 s, well past the 1 s deadline.
+    // 31 bytes (37 over WebSocket) at 100 ms each: the last would come after ~3 s, well past the 1 s deadline.
     assert.ok(hello.length * 100 > HANDSHAKE_MS + 1500);
     let sent = 0;
     const trickle = (async () => {
       while (sent < hello.length && !c.ended) {
-        c.sendRaw(hello.subarray(sent, sent + 1));
+        c.writeSocket(hello.subarray(sent, sent + 1));
         sent++;
         await sleep(100);
       }
@@ -243,6 +244,7 @@ describe('handshake (open mode)', () => {
   });
 
   it('HELLO and a frame in one write, after a 1-byte write of the HELLO header', async () => {
+    // Over WebSocket: one message holding both frames, its bytes split the same way over two TCP writes.
     const c = await open('hs-split');
     const hello = encodeFrame({
       type: 'HELLO',
@@ -253,9 +255,10 @@ describe('handshake (open mode)', () => {
       resumeAfter: 0,
     });
     const ping = encodeFrame({ type: 'PING', nonce: 99 });
-    c.sendRaw(hello.subarray(0, 1));
+    const wire = c.onTheWire(Buffer.concat([hello, ping]));
+    c.writeSocket(wire.subarray(0, 1));
     await sleep(50);
-    c.sendRaw(Buffer.concat([hello.subarray(1), ping]));
+    c.writeSocket(wire.subarray(1));
     await c.expect('WELCOME');
     const pong = await c.expect('PONG');
     assert.equal(pong.nonce, 99);
@@ -266,7 +269,7 @@ describe('handshake with --auth-secret', () => {
   let server: Server;
   const clients: WireClient[] = [];
   const open = async (label: string): Promise<WireClient> => {
-    const c = await connect(server.port, label);
+    const c = await connect(portOf(server), label);
     clients.push(c);
     return c;
   };
@@ -323,10 +326,10 @@ describe('handshake with --auth-secret', () => {
   });
 
   it('a session opened with a token works as usual', async () => {
-    const { client: a } = await session(server.port, 'auth-dave', 'phone', {
+    const { client: a } = await session(portOf(server), 'auth-dave', 'phone', {
       token: await token('auth-dave'),
     });
-    const { client: b } = await session(server.port, 'auth-erin', 'phone', {
+    const { client: b } = await session(portOf(server), 'auth-erin', 'phone', {
       token: await token('auth-erin'),
     });
     clients.push(a, b);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DeliverFrame } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
-import { bytes, closeAll, connect, session, sleep, text, type WireClient } from './harness.js';
+import { bytes, closeAll, connect, portOf, session, sleep, text, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -15,7 +15,7 @@ describe('SEND and DELIVER', () => {
   let server: Server;
   const clients: WireClient[] = [];
   const open = async (user: string, device: string, resumeAfter = 0) => {
-    const s = await session(server.port, user, device, { resumeAfter });
+    const s = await session(portOf(server), user, device, { resumeAfter });
     clients.push(s.client);
     return s;
   };
@@ -87,7 +87,7 @@ describe('SEND and DELIVER', () => {
   });
 
   it('a frame over 4 096 bytes right behind HELLO is allowed (the HELLO limit is for the first frame only)', async () => {
-    const c = await connect(server.port, 'm0-big');
+    const c = await connect(portOf(server), 'm0-big');
     clients.push(c);
     c.sendHello('m0-alice', 'phone');
     c.send({

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DeliverFrame } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
-import { closeAll, session, text, type WireClient } from './harness.js';
+import { closeAll, portOf, session, text, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -14,7 +14,7 @@ describe('store and forward', () => {
   let server: Server;
   const clients: WireClient[] = [];
   const open = async (user: string, device: string, resumeAfter = 0) => {
-    const s = await session(server.port, user, device, { resumeAfter });
+    const s = await session(portOf(server), user, device, { resumeAfter });
     clients.push(s.client);
     return s;
   };

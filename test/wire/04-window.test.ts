@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DeliverFrame } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
-import { bytes, closeAll, session, type WireClient } from './harness.js';
+import { bytes, closeAll, portOf, session, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -17,7 +17,7 @@ describe('window (--window 10)', () => {
   let server: Server;
   const clients: WireClient[] = [];
   const open = async (user: string, device: string, resumeAfter = 0) => {
-    const s = await session(server.port, user, device, { resumeAfter });
+    const s = await session(portOf(server), user, device, { resumeAfter });
     clients.push(s.client);
     return s;
   };

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { encodeFrame, errorName } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
-import { closeAll, connect, session, sleep, text, type WireClient } from './harness.js';
+import { closeAll, connect, portOf, session, sleep, TRANSPORT, text, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -19,7 +19,7 @@ describe('limits (--max-payload 1KiB)', () => {
   let server: Server;
   const clients: WireClient[] = [];
   const open = async (user: string, device: string) => {
-    const s = await session(server.port, user, device);
+    const s = await session(portOf(server), user, device);
     clients.push(s.client);
     return s;
   };
@@ -105,8 +105,11 @@ describe('limits (--max-payload 1KiB)', () => {
     await a.expectClosed();
   });
 
-  it('a peer that keeps its side open after a fatal ERROR is cut off 1 s later', async () => {
-    const c = await connect(server.port, 'l-halfopen', { halfOpen: true });
+  // Over WebSocket the same is a client that never answers the close frame: 10-websocket.test.ts.
+  it('a peer that keeps its side open after a fatal ERROR is cut off 1 s later', {
+    skip: TRANSPORT === 'ws' && 'TCP only (the WebSocket counterpart is in 10-websocket)',
+  }, async () => {
+    const c = await connect(portOf(server), 'l-halfopen', { halfOpen: true });
     clients.push(c);
     c.send({ type: 'PING', nonce: 1 });
     await c.expectError('PROTOCOL_VIOLATION', { ref: 0 });
@@ -166,8 +169,8 @@ describe('keep-alive (--heartbeat 1s)', () => {
   });
 
   it('an idle connection is closed with IDLE_TIMEOUT after about 2 × heartbeat; one that PINGs stays', async () => {
-    const idle = await session(server.port, 'k1-idle', 'phone');
-    const busy = await session(server.port, 'k1-busy', 'phone');
+    const idle = await session(portOf(server), 'k1-idle', 'phone');
+    const busy = await session(portOf(server), 'k1-busy', 'phone');
     clients.push(idle.client, busy.client);
     assert.equal(idle.welcome.heartbeatMs, HEARTBEAT);
     const welcomedAt = idle.client.arrivals[0]!;
@@ -196,15 +199,16 @@ describe('keep-alive (--heartbeat 1s)', () => {
   });
 
   it('bytes of an unfinished frame do not count: a trickled PING cannot hold the connection', async () => {
-    const { client: c } = await session(server.port, 'k2-trickle', 'phone');
+    const { client: c } = await session(portOf(server), 'k2-trickle', 'phone');
     clients.push(c);
     const welcomedAt = c.arrivals[0]!;
-    // 13 bytes at 250 ms each: complete only after ~3.2 s, past the 2 s idle deadline.
-    const ping = encodeFrame({ type: 'PING', nonce: 1 });
+    // 13 bytes (19 over WebSocket, the message that carries it) at 250 ms each: complete only after
+    // ~3.2 s, past the 2 s idle deadline.
+    const ping = c.onTheWire(encodeFrame({ type: 'PING', nonce: 1 }));
     let sent = 0;
     const trickle = (async () => {
       while (sent < ping.length && !c.ended) {
-        c.sendRaw(ping.subarray(sent, sent + 1));
+        c.writeSocket(ping.subarray(sent, sent + 1));
         sent++;
         await sleep(250);
       }
@@ -234,11 +238,11 @@ describe('connection cap (--max-connections 3)', () => {
   it('the 4th connection gets ERROR SERVER_FULL (ref = a reconnect delay) and is closed; a freed slot is usable', async () => {
     const held: WireClient[] = [];
     for (let i = 0; i < 3; i++) {
-      const { client } = await session(server.port, `cap-u${i}`, 'phone');
+      const { client } = await session(portOf(server), `cap-u${i}`, 'phone');
       held.push(client);
       clients.push(client);
     }
-    const extra = await connect(server.port, 'cap-extra');
+    const extra = await connect(portOf(server), 'cap-extra');
     clients.push(extra);
     const err = await extra.expectError('SERVER_FULL');
     assert.ok(err.ref >= 0 && err.ref <= 10_000, `reconnect delay ${err.ref} ms is outside 0–10 s`);
@@ -249,7 +253,7 @@ describe('connection cap (--max-connections 3)', () => {
     await held[0]!.close();
     const deadline = Date.now() + 3000;
     for (;;) {
-      const c = await connect(server.port, 'cap-retry');
+      const c = await connect(portOf(server), 'cap-retry');
       clients.push(c);
       c.sendHello('cap-u9', 'phone');
       const first = await c.expect(() => true);
@@ -265,7 +269,7 @@ describe('inbox cap (--inbox-max-messages 5)', () => {
   let server: Server;
   const clients: WireClient[] = [];
   const open = async (user: string, device: string) => {
-    const s = await session(server.port, user, device);
+    const s = await session(portOf(server), user, device);
     clients.push(s.client);
     return s;
   };
@@ -318,7 +322,7 @@ describe('rate limit (--rate-limit 5)', () => {
   });
 
   it('SENDs over the rate → ERROR RATE_LIMITED with their ref; every SEND gets one answer; the session stays open', async () => {
-    const { client: a } = await session(server.port, 'rl-amy', 'phone');
+    const { client: a } = await session(portOf(server), 'rl-amy', 'phone');
     clients.push(a);
     const N = 30;
     for (let id = 1; id <= N; id++) a.sendText(id, 'rl-ben', `m${id}`);

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { type DeliverFrame, type ErrorName, encodeFrame } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
-import { closeAll, connect, fromHex, session, sleep, text, type WireClient } from './harness.js';
+import { closeAll, connect, fromHex, portOf, session, sleep, text, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -46,8 +46,8 @@ describe('malformed input (test vectors)', () => {
   before(async () => {
     // Default limits: the vectors assume maxPayload 65 536 and maxFrame 66 560.
     server = await startServer({ args: ['--handshake-timeout', '2s'] });
-    const a = (await session(server.port, 'err-pair-a', 'phone')).client;
-    const b = (await session(server.port, 'err-pair-b', 'phone')).client;
+    const a = (await session(portOf(server), 'err-pair-a', 'phone')).client;
+    const b = (await session(portOf(server), 'err-pair-b', 'phone')).client;
     clients.push(a, b);
     pair = { a, b };
     // The pair chats for as long as the malformed clients run: in the background, and once while each
@@ -73,7 +73,7 @@ describe('malformed input (test vectors)', () => {
   for (const v of vectors.invalid) {
     if (isHelloVector(v)) {
       it(`${v.name} as the first frame → ERROR ${v.error}, then close`, async () => {
-        const c = await connect(server.port, v.name);
+        const c = await connect(portOf(server), v.name);
         clients.push(c);
         c.sendRaw(fromHex(v.hex));
         chat();
@@ -84,7 +84,7 @@ describe('malformed input (test vectors)', () => {
       continue;
     }
     it(`${v.name} after a good HELLO → ERROR ${v.error}, then close`, async () => {
-      const { client: c } = await session(server.port, `err-${clients.length}`, 'phone');
+      const { client: c } = await session(portOf(server), `err-${clients.length}`, 'phone');
       clients.push(c);
       c.sendRaw(fromHex(v.hex));
       chat();
@@ -94,7 +94,7 @@ describe('malformed input (test vectors)', () => {
     });
     // Checks 1–5 come before the session check (6): the same code as a first frame.
     it(`${v.name} as the first frame → ERROR ${v.error}, then close`, async () => {
-      const c = await connect(server.port, `${v.name}-first`);
+      const c = await connect(portOf(server), `${v.name}-first`);
       clients.push(c);
       c.sendRaw(fromHex(v.hex));
       chat();
@@ -105,7 +105,7 @@ describe('malformed input (test vectors)', () => {
   }
 
   it('a HELLO over 4 096 bytes with version 2 → FRAME_TOO_LARGE (check 2 before check 4)', async () => {
-    const c = await connect(server.port, 'order-2-4');
+    const c = await connect(portOf(server), 'order-2-4');
     clients.push(c);
     c.send({ type: 'HELLO', version: 2, user: 'x', device: 'y', token: 'z'.repeat(5000), resumeAfter: 0 });
     await c.expectError('FRAME_TOO_LARGE', { ref: 0 });
@@ -113,15 +113,16 @@ describe('malformed input (test vectors)', () => {
   });
 
   it('an extension type (0x80) → PROTOCOL_VIOLATION', async () => {
-    const { client: c } = await session(server.port, 'err-ext', 'phone');
+    const { client: c } = await session(portOf(server), 'err-ext', 'phone');
     clients.push(c);
     c.sendRaw(fromHex('00000009800000000000000001'));
     await c.expectError('PROTOCOL_VIOLATION', { ref: 0 });
     await c.expectClosed();
   });
 
+  // Over WebSocket: the message that carries the frame, split into 1-byte writes on the TCP connection.
   it('a frame split into 1-byte writes decodes as a whole', async () => {
-    const { client: c } = await session(server.port, 'err-split', 'phone');
+    const { client: c } = await session(portOf(server), 'err-split', 'phone');
     clients.push(c);
     const frame = encodeFrame({
       type: 'SEND',
@@ -130,22 +131,23 @@ describe('malformed input (test vectors)', () => {
       to: 'err-split',
       payload: new Uint8Array(40),
     });
-    for (let i = 0; i < frame.length; i++) {
-      c.sendRaw(frame.subarray(i, i + 1));
+    const wire = c.onTheWire(frame);
+    for (let i = 0; i < wire.length; i++) {
+      c.writeSocket(wire.subarray(i, i + 1));
       if (i % 8 === 0) await sleep(2);
     }
     assert.equal((await c.waitAccepted(5)).flags, 0);
   });
 
   it('frames after a fatal ERROR are not handled', async () => {
-    const { client: c } = await session(server.port, 'err-after', 'phone');
+    const { client: c } = await session(portOf(server), 'err-after', 'phone');
     clients.push(c);
     // A malformed PING, then a SEND that must not be stored.
     c.sendRaw(fromHex('000000050700000000'));
     c.sendText(1, 'err-after-r', 'must not be stored');
     await c.expectError('MALFORMED', { ref: 0 });
     await c.expectClosed();
-    const { welcome } = await session(server.port, 'err-after-r', 'phone');
+    const { welcome } = await session(portOf(server), 'err-after-r', 'phone');
     assert.equal(welcome.lastSeq, 0);
   });
 

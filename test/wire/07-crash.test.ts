@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { type DeliverFrame, encodeFrame, type Frame } from '../../src/protocol/index.js';
 import { readInbox } from '../helpers/audit.js';
 import { startServer } from '../helpers/server-process.js';
-import { closeAll, session, sleep, text, type WireClient } from './harness.js';
+import { closeAll, portOf, session, sleep, text, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -77,7 +77,7 @@ describe('crash: kill -9 in the middle of 5 000 SENDs', () => {
   it('every ACCEPTED message survives, none twice, gap-free, in send order, after re-sending the rest', async (t) => {
     const server = first!;
     // A live reader of one recipient, ACKing as it goes: what it saw must survive the crash.
-    const { client: live } = await session(server.port, 'cr-r0', 'live');
+    const { client: live } = await session(portOf(server), 'cr-r0', 'live');
     clients.push(live);
     const seenLive: DeliverFrame[] = [];
     live.listeners.add((f) => {
@@ -94,7 +94,7 @@ describe('crash: kill -9 in the middle of 5 000 SENDs', () => {
     let killed: Promise<void> | null = null;
     let acceptedAtKill = -1;
     for (const s of SENDERS) {
-      const { client } = await session(server.port, s, 'd1', { resumeAfter: 0 });
+      const { client } = await session(portOf(server), s, 'd1', { resumeAfter: 0 });
       clients.push(client);
       senders.set(s, client);
       const mine = new Map<number, number>();
@@ -162,7 +162,7 @@ describe('crash: kill -9 in the middle of 5 000 SENDs', () => {
 
     // Restart on the same data folder.
     second = await startServer({ args: ARGS, dataDir: server.dataDir });
-    const port = second.port;
+    const port = portOf(second);
 
     // Re-send every SEND not yet ACCEPTED, ascending, with the same clientMsgIds.
     const finalTimestamp = new Map<string, number>(); // `${sender}:${id}` → timestamp

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { DeliverFrame } from '../../src/protocol/index.js';
 import { expectShutdownOfAll } from '../helpers/audit.js';
 import { startServer } from '../helpers/server-process.js';
-import { closeAll, session, text, type WireClient } from './harness.js';
+import { closeAll, portOf, session, text, type WireClient } from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -40,7 +40,7 @@ describe('shutdown: SIGTERM with 300 clients connected', () => {
   it('every client gets ERROR SHUTTING_DOWN (ref 0–10 s) and is closed; exit 0; stored messages survive', async () => {
     const server = first!;
     // Messages stored before the shutdown: alice → bob (offline).
-    const { client: alice } = await session(server.port, 'sd-alice', 'phone');
+    const { client: alice } = await session(portOf(server), 'sd-alice', 'phone');
     clients.push(alice);
     for (let id = 1; id <= STORED; id++) alice.sendText(id, 'sd-bob', `stored ${id}`);
     const timestamps = new Map<number, number>();
@@ -50,7 +50,7 @@ describe('shutdown: SIGTERM with 300 clients connected', () => {
     const others: WireClient[] = [];
     for (let batch = 0; batch < CLIENTS / 50; batch++) {
       const opened = await Promise.all(
-        Array.from({ length: 50 }, (_, i) => session(server.port, `sd-u${batch * 50 + i}`, 'phone')),
+        Array.from({ length: 50 }, (_, i) => session(portOf(server), `sd-u${batch * 50 + i}`, 'phone')),
       );
       for (const { client } of opened) {
         others.push(client);
@@ -71,7 +71,7 @@ describe('shutdown: SIGTERM with 300 clients connected', () => {
 
     // Restart on the same data: every stored message is there, in order, with its timestamp.
     second = await startServer({ args: ARGS, dataDir });
-    const { client: bob, welcome } = await session(second.port, 'sd-bob', 'phone');
+    const { client: bob, welcome } = await session(portOf(second), 'sd-bob', 'phone');
     clients.push(bob);
     assert.equal(welcome.lastSeq, STORED);
     const got = (await bob.collect('DELIVER', STORED, 5000)) as DeliverFrame[];
@@ -85,7 +85,7 @@ describe('shutdown: SIGTERM with 300 clients connected', () => {
         timestamps.get(i + 1),
       ]),
     );
-    const { welcome: aw } = await session(second.port, 'sd-alice', 'laptop').then((s) => {
+    const { welcome: aw } = await session(portOf(second), 'sd-alice', 'laptop').then((s) => {
       clients.push(s.client);
       return s;
     });

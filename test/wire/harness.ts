@@ -6,9 +6,17 @@
  * `expect` takes the next unread frame and fails when it is not the one expected; `waitFor` takes the
  * first unread frame that matches and leaves the others queued (for answers whose relative order the
  * protocol does not fix, e.g. ACCEPTED versus the sender's own DELIVER).
+ *
+ * Two transports (PROTOCOL.md section 1), chosen by SWITCHBOARD_TEST_TRANSPORT=tcp|ws (default tcp):
+ * over TCP the client writes bytes to the socket; over WebSocket (the `ws` package, path /sbp,
+ * subprotocol sbp.v1, on the server's HTTP port: pass `portOf(server)`) each send/sendRaw is one binary
+ * message, and the client checks what the contract says of the server's messages (binary, whole frames,
+ * at most 256 KiB, a fatal ERROR followed by the close code 4000 + its code).
  */
 import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
+import { type RawData, WebSocket } from 'ws';
 import {
   type AcceptedFrame,
   type DeliverFrame,
@@ -25,6 +33,60 @@ import {
 } from '../../src/protocol/index.js';
 
 export const HOST = '127.0.0.1';
+
+export type Transport = 'tcp' | 'ws';
+
+function transportFromEnv(): Transport {
+  const value = process.env.SWITCHBOARD_TEST_TRANSPORT ?? 'tcp';
+  if (value !== 'tcp' && value !== 'ws') {
+    throw new Error(`SWITCHBOARD_TEST_TRANSPORT=${value}: expected tcp or ws`);
+  }
+  return value;
+}
+
+/** The transport the wire tests run over (SWITCHBOARD_TEST_TRANSPORT, default tcp). */
+export const TRANSPORT: Transport = transportFromEnv();
+
+/** The port a client of this transport connects to: the SBP port for TCP, the HTTP port for WebSocket. */
+export function portOf(server: { port: number; httpPort: number }, transport: Transport = TRANSPORT): number {
+  return transport === 'ws' ? server.httpPort : server.port;
+}
+
+/** The WebSocket endpoint (PROTOCOL.md section 1). */
+export const WS_PATH = '/sbp';
+export const WS_SUBPROTOCOL = 'sbp.v1';
+/** Largest WebSocket message either side may send, bytes. */
+export const MAX_WS_MESSAGE = 256 * 1024;
+/** A fatal ERROR closes the WebSocket with this + its code. */
+export const WS_CLOSE_ERROR_BASE = 4000;
+
+/**
+ * One client-to-server WebSocket frame, written by hand (for bytes a `ws` client would not send: a
+ * message split over TCP writes, one that never completes). Masked with the all-zero key, so the payload
+ * goes out as it is. `declaredLength` (default: the payload's) is what the header announces.
+ */
+export function wsClientFrame(
+  payload: Uint8Array,
+  opts: { opcode?: number; fin?: boolean; declaredLength?: number } = {},
+): Buffer {
+  const length = opts.declaredLength ?? payload.length;
+  const first = (opts.fin === false ? 0 : 0x80) | (opts.opcode ?? 0x2);
+  let header: Buffer;
+  if (length < 126) {
+    header = Buffer.from([first, 0x80 | length]);
+  } else if (length < 65_536) {
+    header = Buffer.alloc(4);
+    header[0] = first;
+    header[1] = 0x80 | 126;
+    header.writeUInt16BE(length, 2);
+  } else {
+    header = Buffer.alloc(10);
+    header[0] = first;
+    header[1] = 0x80 | 127;
+    header.writeBigUInt64BE(BigInt(length), 2);
+  }
+  return Buffer.concat([header, Buffer.alloc(4), payload]);
+}
 /** Default bound of every wait, ms. */
 export const DEFAULT_TIMEOUT_MS = 3000;
 /** maxFrame before WELCOME: the default maxPayload + 1 KiB. */
@@ -43,10 +105,12 @@ export interface HelloOptions {
 }
 
 export interface ConnectOptions {
-  /** Bound of the TCP connect, ms. */
+  /** Bound of the TCP connect (and of the WebSocket upgrade), ms. */
   timeoutMs?: number;
-  /** Keep our side open after the server's FIN (a peer that never closes), instead of closing too. */
+  /** Keep our side open after the server's FIN (a peer that never closes), instead of closing too. TCP only. */
   halfOpen?: boolean;
+  /** Default: TRANSPORT (SWITCHBOARD_TEST_TRANSPORT). */
+  transport?: Transport;
 }
 
 /** A short readable form of a frame for failure messages (payloads as text when printable). */
@@ -93,13 +157,41 @@ export class WireClient {
   endedAt = 0;
   /** Called with every frame as it arrives (before any expect/waitFor takes it). */
   readonly listeners = new Set<(frame: Frame) => void>();
+  readonly transport: Transport;
+  /** WebSocket: the close code the connection ended with (1006 when it ended without a close frame). */
+  closeCode: number | null = null;
+  closeReason = '';
+  /** WebSocket: the number of frames in each message the server sent, in order. */
+  readonly messageFrames: number[] = [];
+  /** WebSocket: the size of each message the server sent, bytes. */
+  readonly messageSizes: number[] = [];
 
+  /**
+   * `socket` is the TCP connection under both transports; `ws`, when given, the WebSocket over it (the
+   * client then speaks through it, and `socket` is there for raw writes).
+   */
   constructor(
     readonly socket: net.Socket,
     readonly label = 'client',
     private readonly halfOpen = false,
+    readonly ws: WebSocket | null = null,
   ) {
+    this.transport = ws ? 'ws' : 'tcp';
     socket.setNoDelay(true);
+    if (ws) {
+      ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data as Buffer, isBinary));
+      ws.on('error', (err) => {
+        this.socketError = err;
+      });
+      ws.on('close', (code: number, reason: Buffer) => {
+        this.closeCode = code;
+        this.closeReason = reason.toString();
+        this.markEnded();
+        this.closed = true;
+        this.wake();
+      });
+      return;
+    }
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => {
       this.socketError = err;
@@ -114,6 +206,27 @@ export class WireClient {
       this.closed = true;
       this.wake();
     });
+  }
+
+  /** A WebSocket message: binary, whole frames, at most 256 KiB (PROTOCOL.md section 1). */
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.decodeError) return;
+    if (!isBinary) {
+      this.decodeError = new Error('the server sent a text message');
+    } else if (data.length > MAX_WS_MESSAGE) {
+      this.decodeError = new Error(
+        `the server sent a message of ${data.length} bytes, over ${MAX_WS_MESSAGE}`,
+      );
+    } else {
+      const before = this.frames.length;
+      this.onData(data);
+      this.messageSizes.push(data.length);
+      this.messageFrames.push(this.frames.length - before);
+      if (!this.decodeError && (data.length === 0 || this.decoder.midFrame)) {
+        this.decodeError = new Error('a message from the server does not hold whole frames');
+      }
+    }
+    this.wake();
   }
 
   private markEnded(): void {
@@ -180,7 +293,33 @@ export class WireClient {
     this.sendRaw(encodeFrame(frame));
   }
 
+  /** TCP: writes the bytes. WebSocket: sends them as one binary message. */
   sendRaw(bytes: Uint8Array): void {
+    if (this.ws) {
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(bytes);
+      return;
+    }
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    this.socket.write(bytes);
+  }
+
+  /** WebSocket only: a text message. */
+  sendTextMessage(message: string): void {
+    if (!this.ws) throw new Error(`[${this.label}] a text message needs a WebSocket`);
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(message);
+  }
+
+  /**
+   * The bytes this transport puts on the TCP connection to carry `bytes` in one piece: the bytes
+   * themselves over TCP, one binary message (a hand-written frame) over WebSocket. For tests that split
+   * or trickle what they send with writeSocket.
+   */
+  onTheWire(bytes: Uint8Array): Buffer {
+    return this.ws ? wsClientFrame(bytes) : Buffer.from(bytes);
+  }
+
+  /** Writes bytes straight to the TCP connection, under the WebSocket if there is one. */
+  writeSocket(bytes: Uint8Array): void {
     if (this.socket.destroyed || this.socket.writableEnded) return;
     this.socket.write(bytes);
   }
@@ -298,9 +437,14 @@ export class WireClient {
   /**
    * The server closes the connection with nothing more unread (unless allowUnread): fails when a frame
    * arrives instead or the socket stays open past the timeout. When the last frame was a fatal ERROR,
-   * the close must have come within 1 s of it (section 7), plus a margin for a loaded machine.
+   * the close must have come within 1 s of it (section 7), plus a margin for a loaded machine, and a
+   * WebSocket must have closed with 4000 + its code (unless `code` names the close code expected).
+   * Resolves with the WebSocket close code (null over TCP).
    */
-  async expectClosed(timeoutMs = DEFAULT_TIMEOUT_MS, opts: { allowUnread?: boolean } = {}): Promise<void> {
+  async expectClosed(
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+    opts: { allowUnread?: boolean; code?: number } = {},
+  ): Promise<number | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (!opts.allowUnread && this.unread.length > 0) {
@@ -308,15 +452,23 @@ export class WireClient {
       }
       if (this.ended) {
         const last = this.frames.at(-1);
-        if (last?.type === 'ERROR' && isFatalCode(last.code)) {
+        const fatal = last?.type === 'ERROR' && isFatalCode(last.code) ? last.code : 0;
+        if (fatal) {
           const after = this.endedAt - this.arrivals.at(-1)!;
           if (after > FATAL_CLOSE_MS + 1000) {
             this.fail(
-              `closed ${after} ms after the fatal ERROR ${errorName(last.code)} (at most ${FATAL_CLOSE_MS} ms)`,
+              `closed ${after} ms after the fatal ERROR ${errorName(fatal)} (at most ${FATAL_CLOSE_MS} ms)`,
             );
           }
         }
-        return;
+        if (this.ws) {
+          const want = opts.code ?? (fatal ? WS_CLOSE_ERROR_BASE + fatal : undefined);
+          if (want !== undefined && this.closeCode !== want) {
+            this.fail(`the WebSocket closed with ${this.closeCode}, expected ${want}`);
+          }
+        }
+        if (this.decodeError) this.fail('the server broke the framing');
+        return this.closeCode;
       }
       if (Date.now() >= deadline) this.fail(`the connection was still open after ${timeoutMs} ms`);
       await this.nextEvent(deadline);
@@ -359,6 +511,16 @@ export class WireClient {
   /** Closes our side and destroys the socket shortly after; never waits long. */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.ws) {
+      const ws = this.ws;
+      const closed = once(ws, 'close');
+      if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+      const timer = setTimeout(() => ws.terminate(), 200);
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 500))]);
+      clearTimeout(timer);
+      ws.terminate();
+      return;
+    }
     this.socket.end();
     const timer = setTimeout(() => this.socket.destroy(), 200);
     await Promise.race([once(this.socket, 'close'), new Promise((r) => setTimeout(r, 500))]);
@@ -367,12 +529,17 @@ export class WireClient {
   }
 
   destroy(): void {
-    this.socket.destroy();
+    if (this.ws) this.ws.terminate();
+    else this.socket.destroy();
   }
 }
 
-/** Opens a TCP connection to the server on loopback. */
+/**
+ * Opens a connection to the server on loopback over `opts.transport` (default TRANSPORT): TCP to the SBP
+ * port, or a WebSocket to /sbp on the HTTP port (pass `portOf(server)`).
+ */
 export async function connect(port: number, label?: string, opts: ConnectOptions = {}): Promise<WireClient> {
+  if ((opts.transport ?? TRANSPORT) === 'ws') return connectWebSocket(port, label, opts);
   const socket = net.createConnection({ host: HOST, port, allowHalfOpen: opts.halfOpen ?? false });
   const client = new WireClient(socket, label, opts.halfOpen ?? false);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -394,14 +561,60 @@ export async function connect(port: number, label?: string, opts: ConnectOptions
   return client;
 }
 
+export interface WebSocketOptions extends ConnectOptions {
+  /** Default /sbp. */
+  path?: string;
+  /** Subprotocols offered; default [sbp.v1]. */
+  protocols?: string[];
+}
+
+/** A WebSocket client (the `ws` package) on /sbp with the subprotocol sbp.v1: resolves once it is open. */
+export async function connectWebSocket(
+  port: number,
+  label?: string,
+  opts: WebSocketOptions = {},
+): Promise<WireClient> {
+  if (opts.halfOpen) throw new Error('halfOpen is a TCP option');
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  // The server's handshake deadline runs from the TCP accept: so does connectedAt (taken just before).
+  const connectedAt = Date.now();
+  const ws = new WebSocket(
+    `ws://${HOST}:${port}${opts.path ?? WS_PATH}`,
+    opts.protocols ?? [WS_SUBPROTOCOL],
+    {
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+    },
+  );
+  let socket: net.Socket | null = null;
+  ws.once('upgrade', (res: IncomingMessage) => {
+    socket = res.socket as net.Socket;
+  });
+  const client = await new Promise<WireClient>((resolve, reject) => {
+    ws.once('open', () => {
+      if (ws.protocol !== WS_SUBPROTOCOL) {
+        ws.terminate();
+        reject(new Error(`[${label ?? 'client'}] the server chose the subprotocol "${ws.protocol}"`));
+        return;
+      }
+      resolve(new WireClient(socket!, label, false, ws));
+    });
+    ws.once('error', (err) => {
+      reject(new Error(`[${label ?? 'client'}] WebSocket to port ${port}: ${err.message}`));
+    });
+  });
+  client.connectedAt = connectedAt;
+  return client;
+}
+
 /** Connects and completes the handshake: the client and its WELCOME. */
 export async function session(
   port: number,
   user: string,
   device: string,
-  opts: HelloOptions = {},
+  opts: HelloOptions & { transport?: Transport } = {},
 ): Promise<{ client: WireClient; welcome: WelcomeFrame }> {
-  const client = await connect(port, `${user}/${device}`);
+  const client = await connect(port, `${user}/${device}`, { transport: opts.transport });
   const welcome = await client.hello(user, device, opts);
   return { client, welcome };
 }

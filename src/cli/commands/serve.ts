@@ -45,7 +45,7 @@ export function registerServe(program: Command): void {
     .option('--host <host>', 'address for SBP over TCP', '127.0.0.1')
     .option('--port <port>', 'SBP over TCP port', '7070')
     .option('--http-host <host>', 'address for the HTTP port (default: --host)')
-    .option('--http-port <port>', 'HTTP port (/healthz)', '7071')
+    .option('--http-port <port>', 'HTTP port: SBP over WebSocket at /sbp, and /healthz', '7071')
     .option('--data <dir>', 'data folder (one SQLite file per shard)', './data')
     .option('--shards <n>', 'shard files of a new data folder (an existing one keeps its count)')
     .addOption(
@@ -135,9 +135,10 @@ async function startPrimary(flags: ServeFlags, log: Logger): Promise<void> {
   const workers = workerCount(flags);
   limitsFrom(flags, workers);
   const secret = flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET;
-  if (!secret && !isLoopbackHost(flags.host)) {
+  const exposed = [flags.host, flags.httpHost ?? flags.host].find((h) => !isLoopbackHost(h));
+  if (!secret && exposed !== undefined) {
     throw new Error(
-      `refusing to listen on ${flags.host} without an auth secret: open mode lets anyone claim any user. ` +
+      `refusing to listen on ${exposed} without an auth secret: open mode lets anyone claim any user. ` +
         'Set --auth-secret (or SWITCHBOARD_AUTH_SECRET), or listen on 127.0.0.1.',
     );
   }
