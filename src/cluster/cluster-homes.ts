@@ -3,6 +3,7 @@
  * (shard s belongs to worker s mod N); calls for users homed here go to the local Home, the others over
  * the bus to their home worker, and what homes announce comes back over the bus to this worker's router.
  */
+import { encodeFrame } from '../protocol/index.js';
 import type { Home, Homes, SessionRef, WorkerSink } from '../server/home.js';
 import type { Router } from '../server/router.js';
 import type { AppendRequest, AppendResult, DeviceState, StoredMessage } from '../store/inbox-store.js';
@@ -22,7 +23,8 @@ export function shardsOfWorker(worker: number, workers: number, shardCount: numb
 }
 
 type Notice =
-  | { k: 'stored'; inbox: string; m: StoredMessage }
+  /** A stored message, its DELIVER encoded by the home: the receiver only hands the bytes on. */
+  | { k: 'stored'; inbox: string; seq: number; d: Uint8Array }
   | { k: 'eph'; user: string; d: Uint8Array; x: SessionRef }
   | { k: 'replace'; sid: number };
 
@@ -50,7 +52,10 @@ export class ClusterHomes implements Homes, BusHandler {
   readonly sink: WorkerSink = {
     stored: (worker, inbox, m) => {
       if (worker === this.me) this.router.stored(inbox, m);
-      else this.bus.notify(worker, { k: 'stored', inbox, m } satisfies Notice);
+      else {
+        const d = encodeFrame({ type: 'DELIVER', ...m });
+        this.bus.notify(worker, { k: 'stored', inbox, seq: m.seq, d } satisfies Notice);
+      }
     },
     ephemeral: (worker, user, d, x) => {
       if (worker === this.me) this.router.ephemeral(user, d, x);
@@ -148,7 +153,7 @@ export class ClusterHomes implements Homes, BusHandler {
 
   notify(_peer: number, message: unknown): void {
     const n = message as Notice;
-    if (n.k === 'stored') this.router.stored(n.inbox, n.m);
+    if (n.k === 'stored') this.router.storedEncoded(n.inbox, n.seq, n.d);
     else if (n.k === 'eph') this.router.ephemeral(n.user, n.d, n.x);
     else this.router.replace(n.sid);
   }

@@ -19,8 +19,8 @@ export interface RoutedSession {
   readonly user: string;
   readonly device: string;
   readonly ref: SessionRef;
-  /** A message newly stored in this session's user inbox, with its DELIVER bytes encoded once. */
-  offer(message: StoredMessage, deliverBytes: Uint8Array): void;
+  /** Message `seq` was newly stored in this session's user inbox; its DELIVER bytes are encoded once. */
+  offer(seq: number, deliverBytes: Uint8Array): void;
   /** An ephemeral DELIVER (seq 0) for this session. */
   offerEphemeral(deliverBytes: Uint8Array): void;
   /** Another session of the same (user, device) has taken over. */
@@ -96,7 +96,13 @@ export class Router {
     const sessions = this.sessionsByUser.get(inbox);
     if (!sessions) return;
     const bytes = encodeFrame({ type: 'DELIVER', ...message });
-    for (const s of sessions) s.offer(message, bytes);
+    for (const s of sessions) s.offer(message.seq, bytes);
+  }
+
+  /** The same, from another worker that encoded the DELIVER already. */
+  storedEncoded(inbox: string, seq: number, deliver: Uint8Array): void {
+    const sessions = this.sessionsByUser.get(inbox);
+    if (sessions) for (const s of sessions) s.offer(seq, deliver);
   }
 
   ephemeral(user: string, deliver: Uint8Array, except: SessionRef): void {

@@ -20,7 +20,6 @@ import {
   SEND_FLAG_EPHEMERAL,
   type SendFrame,
 } from '../protocol/index.js';
-import type { StoredMessage } from '../store/inbox-store.js';
 import type { Connection, ConnectionHandler } from '../transport/connection.js';
 import type { Authenticator } from './auth.js';
 import type { SessionRef } from './home.js';
@@ -391,20 +390,20 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   // ------------------------------------------------------------ delivery
 
   /** Router: a message was stored in this user's inbox. Written at once when this session is caught up. */
-  offer(message: StoredMessage, deliverBytes: Uint8Array): void {
+  offer(seq: number, deliverBytes: Uint8Array): void {
     if (
       this.state === State.Live &&
       !this.reading &&
       !this.writeBlocked &&
       this.sentSeq === this.lastKnownSeq &&
-      message.seq === this.sentSeq + 1 &&
+      seq === this.sentSeq + 1 &&
       this.inflight.length < this.ctx.limits.window
     ) {
-      this.lastKnownSeq = message.seq;
-      this.deliver(message.seq, deliverBytes);
+      this.lastKnownSeq = seq;
+      this.deliver(seq, deliverBytes);
       return;
     }
-    if (message.seq > this.lastKnownSeq) this.lastKnownSeq = message.seq;
+    if (seq > this.lastKnownSeq) this.lastKnownSeq = seq;
     this.pump();
   }
 
