@@ -1,0 +1,282 @@
+/**
+ * The SBP/1 driver: Switchboard's own protocol, on the load generators' raw connection
+ * (bench/lib/sbp-conn.ts: TCP, HELLO in open mode, WELCOME, the codec of src/protocol only).
+ *
+ * - A user is one device (`bench`); its inbox exists without subscribing.
+ * - publish = SEND to the user, durable (answered ACCEPTED once stored in both inboxes) or ephemeral
+ *   (flag bit 0: only to connected devices, seq 0, never stored — SBP's analogue of MQTT QoS 0 and
+ *   NATS core).
+ * - A message is delivered when the recipient receives the DELIVER; the sender's own copy of a durable
+ *   message (PROTOCOL.md section 5) is acknowledged but is not passed on.
+ * - ACK every window/2 stored DELIVERs (the server's WELCOME window), PONG to PING, any ERROR or BYE
+ *   fails the connection (as in bench/lib/throughput.ts).
+ *
+ * A reconnect that finds stored messages (`replay: true`, the drain) takes its own socket with the same
+ * codec: the replay can arrive in the same TCP chunk as WELCOME, and sbp-conn's `Conn.open` treats any
+ * frame before its promise settles as a handshake failure.
+ */
+import net from 'node:net';
+import {
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  isFatalCode,
+  SbpError,
+  type WelcomeFrame,
+} from '../../src/protocol/index.js';
+import { Conn, describeFrame } from '../lib/sbp-conn.js';
+import {
+  type ConnHandlers,
+  type Driver,
+  endSocket,
+  HANDSHAKE_TIMEOUT_MS,
+  type PeerConn,
+  Pending,
+} from './driver.js';
+
+export interface SbpOptions {
+  /** Ephemeral SENDs (flag bit 0) instead of durable ones. */
+  ephemeral: boolean;
+  /** The device name of every connection (default `bench`). */
+  device?: string;
+  /**
+   * Messages may be stored for this user already (a reconnect): take frames from the first byte on,
+   * so a replay arriving with WELCOME is not lost.
+   */
+  replay?: boolean;
+}
+
+const FLAG_EPHEMERAL = 1;
+const CLIENT_LIMITS = { firstFrame: 66_560, frame: 66_560 };
+
+/** The bytes a session writes and how it ends; either sbp-conn's Conn or a replay-safe socket. */
+interface Wire {
+  write(bytes: Uint8Array): void;
+  close(): Promise<void>;
+  destroy(): void;
+}
+
+export class SbpDriver implements Driver {
+  readonly name: string;
+  /** Pre-encoded SEND per recipient and payload length: copied, clientMsgId and payload patched in. */
+  private readonly templates = new Map<string, Uint8Array>();
+
+  constructor(readonly opts: SbpOptions) {
+    this.name = opts.ephemeral ? 'SBP/1, ephemeral SEND' : 'SBP/1, durable SEND';
+  }
+
+  /** A SEND to `to` with a payload of `length` bytes (clientMsgId 1, payload zeros), cached. */
+  template(to: string, length: number): Uint8Array {
+    const key = `${length}:${to}`;
+    let t = this.templates.get(key);
+    if (t === undefined) {
+      t = encodeFrame({
+        type: 'SEND',
+        clientMsgId: 1,
+        flags: this.opts.ephemeral ? FLAG_EPHEMERAL : 0,
+        to,
+        payload: new Uint8Array(length),
+      });
+      this.templates.set(key, t);
+    }
+    return t;
+  }
+
+  async connect(port: number, user: string, handlers: ConnHandlers): Promise<PeerConn> {
+    const device = this.opts.device ?? 'bench';
+    if (this.opts.replay) return openReplaySafe(this, port, user, device, handlers);
+    handlers.onFirstByte?.();
+    const conn = await Conn.open(port, user, device);
+    const session = new SbpSession(this, user, conn.welcome!, handlers, {
+      write: (bytes) => conn.write(bytes),
+      close: () => {
+        const closed = new Promise<void>((resolve) => {
+          if (conn.socket.destroyed) resolve();
+          else conn.socket.once('close', () => resolve());
+        });
+        conn.close();
+        return closed;
+      },
+      destroy: () => conn.socket.destroy(),
+    });
+    conn.onFrame = (frame) => session.onFrame(frame);
+    conn.onFail = (why) => session.fail(why);
+    return session;
+  }
+}
+
+class SbpSession implements PeerConn {
+  private nextId = 1;
+  private accepted = 0;
+  private sent = 0;
+  private unacked = 0;
+  private readonly ackEvery: number;
+  private failed = false;
+  private closing = false;
+  private flushes: { upTo: number; pending: Pending }[] = [];
+  private readonly pongs = new Map<number, Pending>();
+  private nonce = 1;
+
+  constructor(
+    private readonly driver: SbpDriver,
+    readonly user: string,
+    welcome: WelcomeFrame,
+    private readonly handlers: ConnHandlers,
+    private readonly wire: Wire,
+  ) {
+    this.ackEvery = Math.max(1, Math.floor(welcome.window / 2));
+  }
+
+  subscribe(): Promise<void> {
+    return Promise.resolve(); // Every user has an inbox.
+  }
+
+  publish(to: string, payload: Uint8Array): void {
+    const id = this.nextId++;
+    const bytes = this.driver.template(to, payload.length).slice();
+    const view = new DataView(bytes.buffer);
+    // Frame header (4 + 1 bytes), then the u64 clientMsgId; the payload ends the frame.
+    view.setUint32(5, Math.floor(id / 0x1_0000_0000));
+    view.setUint32(9, id >>> 0);
+    bytes.set(payload, bytes.length - payload.length);
+    this.sent++;
+    this.wire.write(bytes);
+  }
+
+  flush(timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<void> {
+    if (this.failed) return Promise.reject(new Error(`${this.user}: the connection failed`));
+    if (this.driver.opts.ephemeral) {
+      // Ephemeral SENDs get no answer: a PING behind them is answered once they have been handled.
+      const nonce = this.nonce++;
+      const p = new Pending(timeoutMs, `${this.user}: no PONG`);
+      this.pongs.set(nonce, p);
+      this.wire.write(encodeFrame({ type: 'PING', nonce }));
+      return p.promise;
+    }
+    if (this.accepted >= this.sent) return Promise.resolve();
+    const p = new Pending(timeoutMs, `${this.user}: not every SEND was ACCEPTED`);
+    this.flushes.push({ upTo: this.sent, pending: p });
+    return p.promise;
+  }
+
+  onFrame(frame: Frame): void {
+    switch (frame.type) {
+      case 'DELIVER': {
+        if (frame.seq > 0 && ++this.unacked >= this.ackEvery) {
+          this.unacked = 0;
+          this.wire.write(encodeFrame({ type: 'ACK', seq: frame.seq }));
+        }
+        // The sender's own copy (PROTOCOL.md section 5): acknowledged above, not a delivery.
+        if (frame.from === this.user) return;
+        this.handlers.onMessage(frame.payload);
+        return;
+      }
+      case 'ACCEPTED': {
+        this.accepted++;
+        if (this.flushes.length > 0) {
+          this.flushes = this.flushes.filter((f) => {
+            if (this.accepted < f.upTo) return true;
+            f.pending.resolve();
+            return false;
+          });
+        }
+        return;
+      }
+      case 'PING':
+        this.wire.write(encodeFrame({ type: 'PONG', nonce: frame.nonce }));
+        return;
+      case 'PONG': {
+        const p = this.pongs.get(frame.nonce);
+        this.pongs.delete(frame.nonce);
+        p?.resolve();
+        return;
+      }
+      case 'ERROR': {
+        // Any ERROR ends a run: a fatal one closes the connection, and a request-level one (e.g.
+        // INBOX_FULL) means messages are no longer delivered.
+        const kind = isFatalCode(frame.code) ? 'fatal' : 'request-level';
+        this.fail(`got ${kind} ${describeFrame(frame)} (ref ${frame.ref})`);
+        return;
+      }
+      case 'BYE':
+        this.fail(`server sent BYE ${frame.code} (${frame.reason})`);
+        return;
+      default:
+      // RECEIPT, PRESENCE, DONE: nothing to do.
+    }
+  }
+
+  fail(why: string): void {
+    if (this.failed || this.closing) return;
+    this.failed = true;
+    const err = new Error(`${this.user}: ${why}`);
+    for (const f of this.flushes) f.pending.reject(err);
+    for (const p of this.pongs.values()) p.reject(err);
+    this.wire.destroy();
+    this.handlers.onFail(why);
+  }
+
+  close(): Promise<void> {
+    this.closing = true;
+    return this.wire.close();
+  }
+
+  destroy(): void {
+    this.closing = true;
+    this.wire.destroy();
+  }
+}
+
+/** HELLO on a socket whose frames all go to the session from the first byte on (replay included). */
+function openReplaySafe(
+  driver: SbpDriver,
+  port: number,
+  user: string,
+  device: string,
+  handlers: ConnHandlers,
+): Promise<PeerConn> {
+  const welcomed = new Pending<PeerConn>(HANDSHAKE_TIMEOUT_MS, `${user}: no WELCOME`);
+  const socket = net.connect({ host: '127.0.0.1', port });
+  socket.setNoDelay(true);
+  const decoder = new FrameDecoder('serverToClient', CLIENT_LIMITS);
+  let session: SbpSession | null = null;
+  const fail = (why: string): void => {
+    if (session !== null) session.fail(why);
+    else {
+      socket.destroy();
+      welcomed.reject(new Error(`${user}: ${why}`));
+    }
+  };
+  const wire: Wire = {
+    write: (bytes) => socket.write(bytes),
+    close: () => endSocket(socket, encodeFrame({ type: 'BYE', code: 0, reason: 'bench done' })),
+    destroy: () => socket.destroy(),
+  };
+  socket.on('connect', () => {
+    handlers.onFirstByte?.();
+    socket.write(encodeFrame({ type: 'HELLO', version: 1, user, device, token: '', resumeAfter: 0 }));
+  });
+  socket.on('data', (chunk) => {
+    try {
+      decoder.push(chunk, (frame) => {
+        if (session !== null) {
+          session.onFrame(frame);
+          return;
+        }
+        if (frame.type !== 'WELCOME') {
+          fail(`expected WELCOME, got ${describeFrame(frame)}`);
+          return;
+        }
+        decoder.setLimits({ firstFrame: CLIENT_LIMITS.firstFrame, frame: frame.maxPayload + 1024 });
+        session = new SbpSession(driver, user, frame, handlers, wire);
+        welcomed.resolve(session);
+      });
+    } catch (err) {
+      fail(err instanceof SbpError ? `bad frame from the server: ${err.message}` : String(err));
+    }
+  });
+  socket.on('error', (err) => fail(`socket error: ${err.message}`));
+  socket.on('close', () => fail('connection closed by the server'));
+  welcomed.promise.catch(() => socket.destroy());
+  return welcomed.promise;
+}
