@@ -18,22 +18,13 @@
  */
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
-import { commandLine, describeMachine, throughputSection, writeSection } from './lib/docs.js';
-import { machineInfo } from './lib/machine.js';
+import { commandLine, throughputSection, writeSection } from './lib/docs.js';
 import {
-  applyPinning,
   type Durability,
-  describePinning,
-  describeStore,
-  describeWorkload,
   durabilityList,
-  installCleanup,
   intArg,
-  resultNotes,
-  runMatrix,
-  runSpecs,
+  runMatrixCommand,
   type ThroughputOptions,
-  textTable,
   workerList,
 } from './lib/throughput.js';
 
@@ -112,67 +103,17 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  let opts: Options;
-  try {
-    opts = parseOptions(args);
-    applyPinning(opts.pin);
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
-    return 2;
-  }
-  installCleanup();
-
-  const { results, failures } = await runMatrix(runSpecs(opts.workers, opts.durabilities), opts);
-
-  if (opts.json) {
-    const out = {
-      benchmark: 'core',
-      workload: opts.workload,
-      inFlight: opts.inFlight,
-      payloadBytes: opts.payloadBytes,
-      warmupSeconds: opts.warmupMs / 1000,
-      durationSeconds: opts.durationMs / 1000,
-      pinned: opts.pin,
-      machine: machineInfo(),
-      results,
-      failures,
-    };
-    process.stdout.write(`${JSON.stringify(out)}\n`);
-  } else if (results.length > 0) {
-    process.stdout.write(
-      [
-        `Switchboard core benchmark: ${describeWorkload(opts)}`,
-        `${describeStore(opts)}; ${describePinning(results, opts.pin)}; ${describeMachine()}`,
-        textTable(results),
-        ...resultNotes(results),
-        '',
-      ].join('\n'),
+runMatrixCommand<Options>({
+  benchmark: 'core',
+  usage: USAGE,
+  parse: parseOptions,
+  write(opts, { results, failures }, args) {
+    if (opts.write === null) return;
+    writeSection(
+      opts.write,
+      'core',
+      throughputSection({ command: commandLine('bench:core', args), opts, results, failures }),
     );
-  }
-  if (opts.write !== null && results.length > 0) {
-    try {
-      writeSection(
-        opts.write,
-        'core',
-        throughputSection({ command: commandLine('bench:core', args), opts, results, failures }),
-      );
-      process.stderr.write(`wrote the "core" section of ${opts.write}\n`);
-    } catch (err) {
-      process.stderr.write(`--write ${opts.write}: ${err instanceof Error ? err.message : String(err)}\n`);
-      return 1;
-    }
-  }
-  return failures.length > 0 ? 1 : 0;
-}
-
-main().then(
-  (code) => {
-    process.exitCode = code;
+    process.stderr.write(`wrote the "core" section of ${opts.write}\n`);
   },
-  (err) => {
-    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+});

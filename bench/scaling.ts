@@ -19,23 +19,16 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { barChartSvg } from './lib/chart.js';
-import { commandLine, describeMachine, throughputSection, today, writeSection } from './lib/docs.js';
+import { commandLine, throughputSection, today, writeSection } from './lib/docs.js';
 import { machineInfo } from './lib/machine.js';
 import {
-  applyPinning,
   type Durability,
-  describePinning,
   describeStore,
-  describeWorkload,
   durabilityList,
-  installCleanup,
   intArg,
   type RunResult,
-  resultNotes,
-  runMatrix,
-  runSpecs,
+  runMatrixCommand,
   type ThroughputOptions,
-  textTable,
   workerList,
 } from './lib/throughput.js';
 
@@ -174,80 +167,28 @@ function chartSvg(opts: Options, results: RunResult[]): string {
   });
 }
 
-async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  let opts: Options;
-  try {
-    opts = parseOptions(args);
-    applyPinning(opts.pin);
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
-    return 2;
-  }
-  installCleanup();
-
-  const { results, failures } = await runMatrix(runSpecs(opts.workers, opts.durabilities), opts);
-
-  if (opts.json) {
-    const out = {
-      benchmark: 'scaling',
-      workload: opts.workload,
-      inFlight: opts.inFlight,
-      payloadBytes: opts.payloadBytes,
-      warmupSeconds: opts.warmupMs / 1000,
-      durationSeconds: opts.durationMs / 1000,
-      pinned: opts.pin,
-      machine: machineInfo(),
-      results,
-      failures,
-    };
-    process.stdout.write(`${JSON.stringify(out)}\n`);
-  } else if (results.length > 0) {
-    process.stdout.write(
-      [
-        `Switchboard scaling benchmark: ${describeWorkload(opts)}`,
-        `${describeStore(opts)}; ${describePinning(results, opts.pin)}; ${describeMachine()}`,
-        textTable(results),
-        ...relativeLines(opts, results),
-        ...resultNotes(results),
-        '',
-      ].join('\n'),
-    );
-  }
-
-  if (results.length > 0) {
-    try {
-      if (opts.svg !== null) {
-        writeFileSync(opts.svg, chartSvg(opts, results));
-        process.stderr.write(`wrote ${opts.svg}\n`);
-      }
-      if (opts.write !== null) {
-        const extra = [...relativeLines(opts, results), readingNote(opts)];
-        if (opts.svg !== null) {
-          const link = path.relative(path.dirname(opts.write), opts.svg).split(path.sep).join('/');
-          extra.push(`![msg/s by worker count](${link})`);
-        }
-        writeSection(
-          opts.write,
-          opts.section,
-          throughputSection({ command: commandLine('bench:scaling', args), opts, results, failures, extra }),
-        );
-        process.stderr.write(`wrote the "${opts.section}" section of ${opts.write}\n`);
-      }
-    } catch (err) {
-      process.stderr.write(`writing the results: ${err instanceof Error ? err.message : String(err)}\n`);
-      return 1;
+runMatrixCommand<Options>({
+  benchmark: 'scaling',
+  usage: USAGE,
+  parse: parseOptions,
+  summaryLines: relativeLines,
+  write(opts, { results, failures }, args) {
+    if (opts.svg !== null) {
+      writeFileSync(opts.svg, chartSvg(opts, results));
+      process.stderr.write(`wrote ${opts.svg}\n`);
     }
-  }
-  return failures.length > 0 ? 1 : 0;
-}
-
-main().then(
-  (code) => {
-    process.exitCode = code;
+    if (opts.write !== null) {
+      const extra = [...relativeLines(opts, results), readingNote(opts)];
+      if (opts.svg !== null) {
+        const link = path.relative(path.dirname(opts.write), opts.svg).split(path.sep).join('/');
+        extra.push(`![msg/s by worker count](${link})`);
+      }
+      writeSection(
+        opts.write,
+        opts.section,
+        throughputSection({ command: commandLine('bench:scaling', args), opts, results, failures, extra }),
+      );
+      process.stderr.write(`wrote the "${opts.section}" section of ${opts.write}\n`);
+    }
   },
-  (err) => {
-    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+});

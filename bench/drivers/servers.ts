@@ -18,30 +18,16 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processTree } from '../lib/proc.js';
+import { ManagedProcess, ProcessRegistry } from '../lib/managed-process.js';
+import { freePort } from '../lib/server.js';
+
+export { freePort };
 
 export type ServerKind = 'switchboard' | 'mosquitto' | 'nats';
 
 /** The package root (this file runs as dist/bench/drivers/servers.js). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const SWITCHBOARD_BIN = path.join(ROOT, 'bin', 'switchboard.js');
-const START_TIMEOUT_MS = 30_000;
-const STOP_GRACE_MS = 10_000;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** The executable `name` on the PATH or in the sbin folders (Debian puts both servers in /usr/sbin). */
 export function findBinary(name: string): string | null {
@@ -69,18 +55,16 @@ export function serverVersion(kind: Exclude<ServerKind, 'switchboard'>): string 
   return m ? m[1]! : null;
 }
 
-const running = new Set<PeerServer>();
+const running = new ProcessRegistry();
 
 /** Stops every server still running (SIGTERM, up to `graceMs`), then kills the rest. */
-export async function stopAllPeers(graceMs: number): Promise<void> {
-  await Promise.race([Promise.all([...running].map((s) => s.stop())), sleep(graceMs)]);
-  killAllPeersNow();
+export function stopAllPeers(graceMs: number): Promise<void> {
+  return running.stopAll(graceMs);
 }
 
 /** SIGKILL to every server still running and removal of its folder; synchronous. */
 export function killAllPeersNow(): void {
-  for (const s of running) s.killNow();
-  running.clear();
+  running.killAllNow();
 }
 
 export interface StartOptions {
@@ -88,45 +72,17 @@ export interface StartOptions {
   cpu?: number;
 }
 
-export class PeerServer {
-  private readonly output: string[] = [];
-  private exitInfo: string | null = null;
-  private readonly exited: Promise<void>;
-
+export class PeerServer extends ManagedProcess {
   private constructor(
     readonly kind: ServerKind,
     child: ChildProcess,
-    /** The server's pid (taskset execs it in place). */
-    readonly pid: number,
-    /** Its temp folder: config, data. */
-    readonly dir: string,
+    pid: number,
+    dir: string,
     readonly port: number,
     /** The configuration as run: the config file's text, or the command line. */
     readonly config: string,
   ) {
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exitInfo = signal ? `signal ${signal}` : `exit code ${code}`;
-        resolve();
-      });
-    });
-    child.on('error', (err) => this.keep(`spawn error: ${err.message}`));
-    // Always drain both pipes, so a chatty server never blocks on a full pipe.
-    for (const stream of [child.stdout, child.stderr]) {
-      let partial = '';
-      stream?.setEncoding('utf8');
-      stream?.on('data', (text: string) => {
-        const lines = (partial + text).split('\n');
-        partial = lines.pop() ?? '';
-        for (const line of lines) this.keep(line);
-      });
-    }
-  }
-
-  private keep(line: string): void {
-    if (line.trim() === '') return;
-    this.output.push(line);
-    if (this.output.length > 40) this.output.shift();
+    super(child, pid, dir, running);
   }
 
   /** Spawns `command args` (pinned when asked) in `dir` and waits until `ready()` is true. */
@@ -148,62 +104,8 @@ export class PeerServer {
       throw new Error(`could not start ${kind} (${cmd})`);
     }
     const server = new PeerServer(kind, child, child.pid, dir, port, config);
-    running.add(server);
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    let why = `${kind} was not ready within ${START_TIMEOUT_MS / 1000} s`;
-    while (Date.now() < deadline) {
-      if (!server.alive) {
-        why = `${kind} exited during start-up (${server.exitInfo})`;
-        break;
-      }
-      if (await ready()) return server;
-      await sleep(100);
-    }
-    const tail = server.tail();
-    await server.stop();
-    throw new Error(tail ? `${why}\nlast output:\n${tail}` : why);
-  }
-
-  tail(): string {
-    return this.output.slice(-20).join('\n');
-  }
-
-  get alive(): boolean {
-    return this.exitInfo === null;
-  }
-
-  /** SIGTERM, SIGKILL to the tree after 10 s; then removes the folder. */
-  async stop(): Promise<void> {
-    if (this.alive) {
-      try {
-        process.kill(this.pid, 'SIGTERM');
-      } catch {
-        // Already gone.
-      }
-      const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), STOP_GRACE_MS).unref());
-      if ((await Promise.race([this.exited.then(() => 'exited' as const), timer])) === 'timeout') {
-        this.killTree();
-        await Promise.race([this.exited, sleep(2000)]);
-      }
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-    running.delete(this);
-  }
-
-  /** Synchronous last resort. */
-  killNow(): void {
-    if (this.alive) this.killTree();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  private killTree(): void {
-    for (const pid of processTree([this.pid]).reverse()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
+    await server.waitReady(kind, ready);
+    return server;
   }
 }
 

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pinnedCommand } from './machine.js';
-import { processTree } from './proc.js';
+import { ManagedProcess, ProcessRegistry } from './managed-process.js';
 
 export type Durability = 'normal' | 'full';
 
@@ -27,8 +27,6 @@ export interface ServerSpec {
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const BIN = path.join(ROOT, 'bin', 'switchboard.js');
-const START_TIMEOUT_MS = 30_000;
-const STOP_GRACE_MS = 10_000;
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -53,67 +51,38 @@ async function healthy(httpPort: number): Promise<boolean> {
   }
 }
 
-const started = new Set<ServerProcess>();
+const started = new ProcessRegistry();
 
 /**
  * Stops every server still running the graceful way (SIGTERM, so each primary cleans up after itself),
- * giving up after `graceMs`; whatever is left is then killed by `killAllServersNow`.
+ * giving up after `graceMs`; whatever is left is then killed.
  */
-export async function stopAllServers(graceMs: number): Promise<void> {
-  const all = [...started];
-  await Promise.race([Promise.all(all.map((s) => s.stop())), sleep(graceMs)]);
-  killAllServersNow();
+export function stopAllServers(graceMs: number): Promise<void> {
+  return started.stopAll(graceMs);
 }
 
 /** Kills every server still running (SIGKILL) and removes its data folder; synchronous. */
 export function killAllServersNow(): void {
-  for (const s of started) s.killNow();
-  started.clear();
+  started.killAllNow();
 }
 
-export class ServerProcess {
-  private readonly output: string[] = [];
-  private exitInfo: string | null = null;
-  private readonly exited: Promise<void>;
-
+export class ServerProcess extends ManagedProcess {
   private constructor(
-    readonly child: ChildProcess,
-    /** The primary's pid (taskset execs node in place, so it is the spawned pid). */
-    readonly pid: number,
-    readonly dir: string,
+    child: ChildProcess,
+    pid: number,
+    dir: string,
     readonly port: number,
     readonly httpPort: number,
-    private onListening: () => void,
+    onListening: () => void,
   ) {
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exitInfo = signal ? `signal ${signal}` : `exit code ${code}`;
-        resolve();
-      });
-    });
-    child.on('error', (err) => this.output.push(`spawn error: ${err.message}`));
-    const keep = (line: string): void => {
-      if (line.trim() === '') return;
-      if (line.includes('"listening"')) {
-        try {
-          if ((JSON.parse(line) as { msg?: unknown }).msg === 'listening') this.onListening();
-        } catch {
-          // Not a JSON log line.
-        }
+    super(child, pid, dir, started, (line) => {
+      if (!line.includes('"listening"')) return;
+      try {
+        if ((JSON.parse(line) as { msg?: unknown }).msg === 'listening') onListening();
+      } catch {
+        // Not a JSON log line.
       }
-      this.output.push(line);
-      if (this.output.length > 40) this.output.shift();
-    };
-    // Always drain both pipes, so a chatty server never blocks on a full pipe.
-    for (const stream of [child.stdout, child.stderr]) {
-      let partial = '';
-      stream?.setEncoding('utf8');
-      stream?.on('data', (text: string) => {
-        const lines = (partial + text).split('\n');
-        partial = lines.pop() ?? '';
-        for (const line of lines) keep(line);
-      });
-    }
+    });
   }
 
   /** Starts `switchboard serve`; resolves once it logs "listening" or /healthz answers 200. */
@@ -155,63 +124,8 @@ export class ServerProcess {
     const server = new ServerProcess(child, child.pid, dir, port, httpPort, () => {
       listening = true;
     });
-    started.add(server);
     // With --log-level warn the "listening" line may not be printed: /healthz decides then.
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    let why = `the server did not answer /healthz within ${START_TIMEOUT_MS / 1000} s`;
-    while (Date.now() < deadline) {
-      if (!server.alive) {
-        why = `the server exited during start-up (${server.exitInfo})`;
-        break;
-      }
-      if (listening || (await healthy(httpPort))) return server;
-      await sleep(100);
-    }
-    const tail = server.tail();
-    await server.stop();
-    throw new Error(tail ? `${why}\nlast server output:\n${tail}` : why);
-  }
-
-  tail(): string {
-    return this.output.slice(-20).join('\n');
-  }
-
-  get alive(): boolean {
-    return this.exitInfo === null;
-  }
-
-  /** SIGTERM, SIGKILL after 10 s; then removes the data dir. */
-  async stop(): Promise<void> {
-    if (this.alive) {
-      try {
-        process.kill(this.pid, 'SIGTERM');
-      } catch {
-        // Already gone.
-      }
-      const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), STOP_GRACE_MS).unref());
-      if ((await Promise.race([this.exited.then(() => 'exited' as const), timer])) === 'timeout') {
-        this.killTree();
-        await Promise.race([this.exited, sleep(2000)]);
-      }
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-    started.delete(this);
-  }
-
-  /** Synchronous last resort on an abrupt exit of the bench. */
-  killNow(): void {
-    if (this.alive) this.killTree();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  /** SIGKILL to the primary and every process under it (its workers would otherwise outlive it). */
-  private killTree(): void {
-    for (const pid of processTree([this.pid]).reverse()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
+    await server.waitReady('the server', async () => listening || (await healthy(httpPort)));
+    return server;
   }
 }

@@ -24,8 +24,9 @@ import {
   isFatalCode,
   SEND_FLAG_EPHEMERAL,
 } from '../../src/protocol/index.js';
+import { describeMachine } from './docs.js';
 import { type Histogram, latencySummary, newHistogram } from './latency.js';
-import { GENERATOR_CPU, loadAverage, pinningProblem, pinSelf, SERVER_CPU } from './machine.js';
+import { GENERATOR_CPU, loadAverage, machineInfo, pinningProblem, pinSelf, SERVER_CPU } from './machine.js';
 import { cpusAllowed, type MachineCpu, machineCpu, type TreeCpu, treeCpu, treeCpusAllowed } from './proc.js';
 import { endProgress, progress, round } from './report.js';
 import { Conn, describeFrame, mapLimit } from './sbp-conn.js';
@@ -907,4 +908,88 @@ export function describeSessions(r: RunResult): string {
     .sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
     .map(([node, n]) => `${node} ${n}`)
     .join(', ');
+}
+
+/** Options of a command that runs one fresh server per (workers × durability). */
+export interface MatrixOptions extends ThroughputOptions {
+  workers: number[];
+  durabilities: Durability[];
+  json: boolean;
+}
+
+export interface MatrixCommand<O extends MatrixOptions> {
+  /** `core`, `scaling`: the JSON's `benchmark` and the title's word. */
+  benchmark: string;
+  usage: string;
+  parse(args: string[]): O;
+  /** Lines printed between the table and the notes. */
+  summaryLines?(opts: O, results: RunResult[]): string[];
+  /** Writes files (docs sections, charts) once there are results; throws on failure. */
+  write(opts: O, outcome: MatrixOutcome, args: string[]): void;
+}
+
+/**
+ * The whole life of a matrix benchmark script: options (usage on error, exit 2), pinning, cleanup of
+ * every server on an abrupt exit, the runs, one JSON object or a text table, the files it writes;
+ * exit code 1 when a run failed or a file could not be written.
+ */
+export function runMatrixCommand<O extends MatrixOptions>(cmd: MatrixCommand<O>): void {
+  const main = async (): Promise<number> => {
+    const args = process.argv.slice(2);
+    let opts: O;
+    try {
+      opts = cmd.parse(args);
+      applyPinning(opts.pin);
+    } catch (err) {
+      process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${cmd.usage}`);
+      return 2;
+    }
+    installCleanup();
+    const outcome = await runMatrix(runSpecs(opts.workers, opts.durabilities), opts);
+    const { results, failures } = outcome;
+    if (opts.json) {
+      const out = {
+        benchmark: cmd.benchmark,
+        workload: opts.workload,
+        inFlight: opts.inFlight,
+        payloadBytes: opts.payloadBytes,
+        warmupSeconds: opts.warmupMs / 1000,
+        durationSeconds: opts.durationMs / 1000,
+        pinned: opts.pin,
+        machine: machineInfo(),
+        results,
+        failures,
+      };
+      process.stdout.write(`${JSON.stringify(out)}\n`);
+    } else if (results.length > 0) {
+      process.stdout.write(
+        [
+          `Switchboard ${cmd.benchmark} benchmark: ${describeWorkload(opts)}`,
+          `${describeStore(opts)}; ${describePinning(results, opts.pin)}; ${describeMachine()}`,
+          textTable(results),
+          ...(cmd.summaryLines?.(opts, results) ?? []),
+          ...resultNotes(results),
+          '',
+        ].join('\n'),
+      );
+    }
+    if (results.length > 0) {
+      try {
+        cmd.write(opts, outcome, args);
+      } catch (err) {
+        process.stderr.write(`writing the results: ${err instanceof Error ? err.message : String(err)}\n`);
+        return 1;
+      }
+    }
+    return failures.length > 0 ? 1 : 0;
+  };
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }
