@@ -31,6 +31,32 @@ function usage(err: unknown): never {
   return fail('USAGE', err instanceof Error ? err.message : String(err), EXIT.usage);
 }
 
+/**
+ * The life of one scenario command: options (bad ones: usage, exit 1), the run, one JSON object or the
+ * table, the exit code (2 for a failed run), then the HTML report if asked.
+ */
+async function runScenario<O extends { json: boolean; report: string | null }, R extends { ok: boolean }>(
+  resolve: () => O,
+  run: (opts: O) => Promise<R>,
+  table: (result: R) => string,
+  report: (result: R) => unknown,
+): Promise<void> {
+  let opts: O;
+  try {
+    opts = resolve();
+  } catch (err) {
+    usage(err);
+  }
+  try {
+    const r = await run(opts);
+    process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : table(r));
+    process.exitCode = r.ok ? EXIT.ok : EXIT.error;
+    await maybeReport(opts.report, () => report(r));
+  } catch (err) {
+    fail('BENCH', err instanceof Error ? err.message : String(err), EXIT.error);
+  }
+}
+
 function str(v: string | boolean | undefined): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
@@ -127,37 +153,30 @@ export function registerBench(program: Command): void {
     .option('--report <file.html>', 'also write a self-contained HTML report')
     .action(async (flags: Flags) => {
       const m = await import('../../../bench/throughput.js');
-      let opts: ReturnType<typeof m.resolveThroughputOptions>;
-      try {
-        opts = m.resolveThroughputOptions(
-          {
-            users: str(flags.users),
-            size: str(flags.size),
-            duration: str(flags.duration),
-            warmup: str(flags.warmup),
-            window: str(flags.window),
-            rate: str(flags.rate),
-            ephemeral: flags.ephemeral === true,
-            processes: str(flags.processes),
-            ackEvery: str(flags.ackEvery),
-            target: str(flags.target),
-            serverPid: str(flags.serverPid),
-            json: flags.json === true,
-            report: str(flags.report),
-          },
-          parseDuration,
-        );
-      } catch (err) {
-        usage(err);
-      }
-      try {
-        const r = await m.runThroughput(opts);
-        process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : m.throughputTable(r));
-        process.exitCode = r.ok ? EXIT.ok : EXIT.error;
-        await maybeReport(opts.report, () => m.throughputReport(r));
-      } catch (err) {
-        fail('BENCH', err instanceof Error ? err.message : String(err), EXIT.error);
-      }
+      await runScenario(
+        () =>
+          m.resolveThroughputOptions(
+            {
+              users: str(flags.users),
+              size: str(flags.size),
+              duration: str(flags.duration),
+              warmup: str(flags.warmup),
+              window: str(flags.window),
+              rate: str(flags.rate),
+              ephemeral: flags.ephemeral === true,
+              processes: str(flags.processes),
+              ackEvery: str(flags.ackEvery),
+              target: str(flags.target),
+              serverPid: str(flags.serverPid),
+              json: flags.json === true,
+              report: str(flags.report),
+            },
+            parseDuration,
+          ),
+        m.runThroughput,
+        m.throughputTable,
+        m.throughputReport,
+      );
     });
 
   bench
@@ -176,27 +195,20 @@ export function registerBench(program: Command): void {
     .option('--report <file.html>', 'also write a self-contained HTML report')
     .action(async (flags: Flags) => {
       const m = await import('../../../bench/drain.js');
-      let opts: ReturnType<typeof m.resolveDrainOptions>;
-      try {
-        opts = m.resolveDrainOptions({
-          messages: flags.messages as string,
-          size: str(flags.size),
-          target: str(flags.target),
-          serverPid: str(flags.serverPid),
-          json: flags.json === true,
-          report: str(flags.report),
-        });
-      } catch (err) {
-        usage(err);
-      }
-      try {
-        const r = await m.runDrain(opts);
-        process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : m.drainTable(r));
-        process.exitCode = r.ok ? EXIT.ok : EXIT.error;
-        await maybeReport(opts.report, () => m.drainReport(r));
-      } catch (err) {
-        fail('BENCH', err instanceof Error ? err.message : String(err), EXIT.error);
-      }
+      await runScenario(
+        () =>
+          m.resolveDrainOptions({
+            messages: flags.messages as string,
+            size: str(flags.size),
+            target: str(flags.target),
+            serverPid: str(flags.serverPid),
+            json: flags.json === true,
+            report: str(flags.report),
+          }),
+        m.runDrain,
+        m.drainTable,
+        m.drainReport,
+      );
     });
 
   bench
@@ -227,37 +239,30 @@ export function registerBench(program: Command): void {
     .option('--report <file.html>', 'also write a self-contained HTML report')
     .action(async (flags: Flags) => {
       const m = await import('../../../bench/storm.js');
-      let opts: ReturnType<typeof m.resolveStormOptions>;
-      try {
-        opts = m.resolveStormOptions(
-          {
-            count: flags.count as string,
-            inFlight: str(flags.inFlight),
-            clientRate: str(flags.clientRate),
-            size: str(flags.size),
-            before: str(flags.before),
-            after: str(flags.after),
-            timeout: str(flags.timeout),
-            restart: flags.restart === true,
-            serverPid: str(flags.serverPid),
-            restartCmd: str(flags.restartCmd),
-            concurrency: str(flags.concurrency),
-            target: str(flags.target),
-            json: flags.json === true,
-            report: str(flags.report),
-          },
-          parseDuration,
-        );
-      } catch (err) {
-        usage(err);
-      }
-      try {
-        const r = await m.runStorm(opts);
-        process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : m.stormTable(r));
-        process.exitCode = r.ok ? EXIT.ok : EXIT.error;
-        await maybeReport(opts.report, () => m.stormReport(r));
-      } catch (err) {
-        fail('BENCH', err instanceof Error ? err.message : String(err), EXIT.error);
-      }
+      await runScenario(
+        () =>
+          m.resolveStormOptions(
+            {
+              count: flags.count as string,
+              inFlight: str(flags.inFlight),
+              clientRate: str(flags.clientRate),
+              size: str(flags.size),
+              before: str(flags.before),
+              after: str(flags.after),
+              timeout: str(flags.timeout),
+              restart: flags.restart === true,
+              serverPid: str(flags.serverPid),
+              restartCmd: str(flags.restartCmd),
+              concurrency: str(flags.concurrency),
+              target: str(flags.target),
+              json: flags.json === true,
+              report: str(flags.report),
+            },
+            parseDuration,
+          ),
+        m.runStorm,
+        m.stormTable,
+        m.stormReport,
+      );
     });
 }
