@@ -15,8 +15,6 @@ export class TimerWheel {
   private readonly buckets: Set<TimerEntry>[];
   private cursor: number;
   private interval: ReturnType<typeof setInterval> | null = null;
-  /** The wheel's clock as of the last tick: cheap to read on hot paths. */
-  now: number;
 
   constructor(
     readonly resolutionMs = 100,
@@ -24,8 +22,15 @@ export class TimerWheel {
     private readonly clock: () => number = Date.now,
   ) {
     this.buckets = Array.from({ length: slotCount }, () => new Set<TimerEntry>());
-    this.now = clock();
-    this.cursor = Math.floor(this.now / resolutionMs);
+    this.cursor = Math.floor(clock() / resolutionMs);
+  }
+
+  /**
+   * The wheel's clock, read now: a deadline computed from the time of the last tick would come early by
+   * as long as the loop was busy since (a worker accepting a storm of connections is busy for a while).
+   */
+  get now(): number {
+    return this.clock();
   }
 
   start(): void {
@@ -60,7 +65,6 @@ export class TimerWheel {
 
   /** Fires every entry whose deadline is ≤ now. Entries of a later lap stay in their bucket. */
   tick(now: number): void {
-    this.now = now;
     const target = Math.floor(now / this.resolutionMs);
     // After a long stall, one lap visits every bucket once.
     const steps = Math.min(target - this.cursor, this.slotCount);
