@@ -44,6 +44,15 @@ export interface SessionContext {
   countClose(reason: string): void;
 }
 
+interface AnswerSlot {
+  /** The ACCEPTED or ERROR frame, once known. */
+  bytes: Uint8Array | null;
+}
+
+function errorFrame(code: ErrorCodeValue, ref: number, message: string): Uint8Array {
+  return encodeFrame({ type: 'ERROR', code, ref, message });
+}
+
 enum State {
   AwaitHello,
   Opening,
@@ -77,6 +86,8 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   private sentSeq = 0;
   /** The device's cursor. */
   private ackedSeq = 0;
+  /** Answers to this session's SENDs in SEND order, written as the first ones become ready. */
+  private answers: AnswerSlot[] = [];
   /** Seqs DELIVERed and not yet covered by an ACK, ascending. */
   private inflight: number[] = [];
   private reading = false;
@@ -297,23 +308,24 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
 
   private onSend(frame: SendFrame): void {
     const { limits, router } = this.ctx;
+    const ref = frame.clientMsgId;
     if (frame.payload.length > limits.maxPayload) {
-      this.requestError(
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        frame.clientMsgId,
-        `payload of ${frame.payload.length} bytes is over the limit of ${limits.maxPayload}`,
+      this.answerSend(
+        errorFrame(
+          ErrorCode.PAYLOAD_TOO_LARGE,
+          ref,
+          `payload of ${frame.payload.length} bytes is over the limit of ${limits.maxPayload}`,
+        ),
       );
       return;
     }
     if (frame.to.startsWith('#')) {
-      this.requestError(ErrorCode.INVALID_ADDRESS, frame.clientMsgId, `group ${frame.to} does not exist`);
+      this.answerSend(errorFrame(ErrorCode.INVALID_ADDRESS, ref, `group ${frame.to} does not exist`));
       return;
     }
     if (limits.rateLimitPerSecond > 0 && !this.takeToken()) {
-      this.requestError(
-        ErrorCode.RATE_LIMITED,
-        frame.clientMsgId,
-        `over ${limits.rateLimitPerSecond} messages/s`,
+      this.answerSend(
+        errorFrame(ErrorCode.RATE_LIMITED, ref, `over ${limits.rateLimitPerSecond} messages/s`),
       );
       return;
     }
@@ -324,11 +336,13 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     if (this.sendBarrier > 0) {
       // An earlier SEND of this session failed with an unknown outcome: nothing later may be stored
       // before it, so later ones are refused until the client sends that one (or an earlier one) again.
-      if (frame.clientMsgId > this.sendBarrier) {
-        this.requestError(
-          ErrorCode.STORE_UNAVAILABLE,
-          frame.clientMsgId,
-          `message ${this.sendBarrier} failed; send it again before later ones`,
+      if (ref > this.sendBarrier) {
+        this.answerSend(
+          errorFrame(
+            ErrorCode.STORE_UNAVAILABLE,
+            ref,
+            `message ${this.sendBarrier} failed; send it again before later ones`,
+          ),
         );
         return;
       }
@@ -336,24 +350,43 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     }
     this.pendingSends++;
     if (this.pendingSends >= limits.maxPendingSends) this.pauseReading();
+    const slot: AnswerSlot = { bytes: null };
+    this.answers.push(slot);
     router.sendDirect(this, frame).then(
       (accepted) => {
         this.pendingSends--;
-        if (this.state === State.Live) this.write(encodeFrame(accepted));
+        this.fillAnswer(slot, encodeFrame(accepted));
         this.maybeResumeReading();
       },
       (err) => {
         this.pendingSends--;
-        const e = storeError(err, frame.clientMsgId);
+        const e = storeError(err, ref);
         if (e.code === ErrorCode.STORE_UNAVAILABLE) {
           this.ctx.log.warn({ err: (err as Error)?.message, user: this.user }, 'append failed');
-          if (this.sendBarrier === 0 || frame.clientMsgId < this.sendBarrier)
-            this.sendBarrier = frame.clientMsgId;
+          if (this.sendBarrier === 0 || ref < this.sendBarrier) this.sendBarrier = ref;
         }
-        if (this.state === State.Live) this.requestError(e.code, frame.clientMsgId, e.message);
+        this.fillAnswer(slot, errorFrame(e.code, ref, e.message));
         this.maybeResumeReading();
       },
     );
+  }
+
+  /**
+   * Answers to SENDs go out in SEND order (ACCEPTED needs both copies, an INBOX_FULL only the first, so
+   * they would otherwise overtake each other): an answer ready early waits for those before it.
+   */
+  private answerSend(bytes: Uint8Array): void {
+    if (this.answers.length === 0) this.write(bytes);
+    else this.answers.push({ bytes });
+  }
+
+  private fillAnswer(slot: AnswerSlot, bytes: Uint8Array): void {
+    slot.bytes = bytes;
+    const answers = this.answers;
+    while (answers.length > 0 && answers[0]!.bytes !== null) {
+      const ready = answers.shift()!.bytes!;
+      if (this.state === State.Live) this.write(ready);
+    }
   }
 
   private onAck(frame: AckFrame): void {
