@@ -505,6 +505,9 @@ export async function runConnections(opts: ConnectionsOptions): Promise<Connecti
     }
     const holdSeconds = (Date.now() - holdStart) / 1000;
     const during = treeRss(roots);
+    // Counted when the RSS is read, from the generators' last reports (a generator still closing its
+    // sockets when the close phase times out must not drop out of the count).
+    const heldAtEnd = sum(gens, (s) => s.open);
 
     // ---- close
     line.update('closing…', true);
@@ -525,7 +528,6 @@ export async function runConnections(opts: ConnectionsOptions): Promise<Connecti
     // ---- figures
     const failedByError: Record<string, number> = {};
     const droppedByError: Record<string, number> = {};
-    let heldAtEnd = 0;
     const own = process.cpuUsage();
     let generatorCpuSeconds = (own.user + own.system) / 1e6;
     for (const g of gens) {
@@ -534,7 +536,6 @@ export async function runConnections(opts: ConnectionsOptions): Promise<Connecti
         addCounts(failedByError, stats.failedByError);
         addCounts(droppedByError, stats.droppedByError);
       }
-      heldAtEnd += g.done?.openAtClose ?? 0;
       generatorCpuSeconds += g.done?.cpuSeconds ?? 0;
     }
     const pids = [...new Set([...before.keys(), ...during.keys()])];
