@@ -158,12 +158,12 @@ export class WebSocketConnection implements Connection, Flushable {
     return this.bufferedBytes < this.highWaterBytes;
   }
 
-  /** Sends what this tick queued as one binary message. Called by the batcher (and before a close). */
   /** Called by the batcher once per tick. */
   flushBatch(): void {
     this.flush();
   }
 
+  /** Sends what this tick queued as one binary message (also before a close, or at 256 KiB). */
   flush(): void {
     const pending = this.pending;
     if (pending === null) return;
