@@ -41,7 +41,7 @@ interface ServeFlags {
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('run the server (SBP/1 over TCP, health over HTTP, SQLite inboxes)')
+    .description('run the server (SBP/1 over TCP and WebSocket, health over HTTP, SQLite inboxes)')
     .option('--host <host>', 'address for SBP over TCP', '127.0.0.1')
     .option('--port <port>', 'SBP over TCP port', '7070')
     .option('--http-host <host>', 'address for the HTTP port (default: --host)')
