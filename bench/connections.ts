@@ -25,7 +25,8 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { openFileLimit } from '../src/server/fd-limit.js';
 import type { ChildMessage, GeneratorConfig, GeneratorStats, ParentMessage } from './generator/messages.js';
-import { readProcessTable, serverRootsForPort, treeRss } from './lib/proc.js';
+import { intFlag } from './lib/flags.js';
+import { measuredServerRoots, treeRss } from './lib/proc.js';
 import { bytes, int, round, ThrottledProgress } from './lib/report.js';
 
 // ------------------------------------------------------------------ options and plan
@@ -115,12 +116,6 @@ export function ephemeralPortRange(): [number, number] {
     // Not Linux: the kernel default.
   }
   return [32768, 60999];
-}
-
-function intFlag(text: string, flag: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${flag} must be an integer ≥ ${min}, not "${text}"`);
-  return n;
 }
 
 /** Validates the flags and fills in the defaults that depend on --count. Throws on bad input. */
@@ -413,18 +408,10 @@ export async function runConnections(opts: ConnectionsOptions): Promise<Connecti
   };
 
   // The server's process tree.
-  let roots: number[];
-  if (opts.serverPid !== null) {
-    if (!readProcessTable().has(opts.serverPid))
-      throw new Error(`--server-pid ${opts.serverPid}: no such process`);
-    roots = [opts.serverPid];
-  } else {
-    roots = serverRootsForPort(opts.host, opts.port);
-    if (roots.length === 0) {
-      const w = `no readable process listens on ${opts.host}:${opts.port}: server memory is not measured (use --server-pid)`;
-      warnings.push(w);
-      note(`warning: ${w}`);
-    }
+  const { roots, warning } = measuredServerRoots(opts.serverPid, opts.host, opts.port, 'memory');
+  if (warning) {
+    warnings.push(warning);
+    note(`warning: ${warning}`);
   }
 
   let aborted: string | null = null;

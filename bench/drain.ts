@@ -18,8 +18,9 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { encodeFrame, errorName, type Frame, isFatalCode } from '../src/protocol/index.js';
 import { parseTarget } from './connections.js';
+import { intFlag } from './lib/flags.js';
 import { loadAverage } from './lib/machine.js';
-import { readProcessTable, serverRootsForPort, type TreeCpu, treesCpu } from './lib/proc.js';
+import { measuredServerRoots, type TreeCpu, treesCpu } from './lib/proc.js';
 import { endProgress, int, progress, round } from './lib/report.js';
 import { Conn, describeFrame } from './lib/sbp-conn.js';
 import { nowNs } from './lib/throughput.js';
@@ -42,12 +43,6 @@ export interface DrainOptions {
   serverPid: number | null;
   json: boolean;
   report: string | null;
-}
-
-function intFlag(text: string, flag: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${flag} must be an integer ≥ ${min}, not "${text}"`);
-  return n;
 }
 
 export function resolveDrainOptions(flags: DrainFlags): DrainOptions {
@@ -134,19 +129,8 @@ export function bucketSeconds(seconds: number): number {
 export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   const target = `sbp://${opts.host}:${opts.port}`;
   const warnings: string[] = [];
-  let roots: number[];
-  if (opts.serverPid !== null) {
-    if (!readProcessTable().has(opts.serverPid))
-      throw new Error(`--server-pid ${opts.serverPid}: no such process`);
-    roots = [opts.serverPid];
-  } else {
-    roots = serverRootsForPort(opts.host, opts.port);
-    if (roots.length === 0) {
-      warnings.push(
-        `no readable process listens on ${opts.host}:${opts.port}: server CPU is not measured (use --server-pid)`,
-      );
-    }
-  }
+  const { roots, warning } = measuredServerRoots(opts.serverPid, opts.host, opts.port, 'CPU');
+  if (warning) warnings.push(warning);
   const load = loadAverage();
   const M = opts.messages;
   const id = randomBytes(4).toString('hex');

@@ -47,6 +47,7 @@ import {
   SbpError,
 } from '../src/protocol/index.js';
 import { parseTarget } from './connections.js';
+import { intFlag } from './lib/flags.js';
 import {
   type Histogram,
   type LatencySummary,
@@ -108,12 +109,6 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const SETTLE_LIMIT_MS = 30_000;
 const CLOSE_LIMIT_MS = 5_000;
 const SAMPLE_MS = 100;
-
-function intFlag(text: string, flag: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${flag} must be an integer ≥ ${min}, not "${text}"`);
-  return n;
-}
 
 export function resolveStormOptions(flags: StormFlags, parseDuration: (t: string) => number): StormOptions {
   const { host, port } = parseTarget(flags.target ?? 'sbp://127.0.0.1:7070');

@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseTarget } from './connections.js';
+import { intFlag } from './lib/flags.js';
 import {
   addEncoded,
   type Histogram,
@@ -34,14 +35,7 @@ import {
 } from './lib/latency.js';
 import type { EncodedLoadResult, FromLoadWorker, ToLoadWorker } from './lib/load-worker.js';
 import { loadAverage } from './lib/machine.js';
-import {
-  type MachineCpu,
-  machineCpu,
-  readProcessTable,
-  serverRootsForPort,
-  type TreeCpu,
-  treesCpu,
-} from './lib/proc.js';
+import { type MachineCpu, machineCpu, measuredServerRoots, type TreeCpu, treesCpu } from './lib/proc.js';
 import { endProgress, int, progress, round } from './lib/report.js';
 import { type LoadConfig, type LoadMode, type LoadProgress, LoadRun } from './lib/throughput.js';
 import { commandText, type ReportInput, ratePoints } from './report-html.js';
@@ -88,12 +82,6 @@ export interface ThroughputScenarioOptions {
 /** An ephemeral message not delivered within this is counted as lost. */
 export const EPHEMERAL_LOSS_MS = 2000;
 const STALL_MS = 5000;
-
-function intFlag(text: string, flag: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${flag} must be an integer ≥ ${min}, not "${text}"`);
-  return n;
-}
 
 /** Validates the flags and fills in the defaults (the conventions' users workload). Throws on bad input. */
 export function resolveThroughputOptions(
@@ -440,19 +428,8 @@ function sumInto(into: Record<string, number>, from: Record<string, number>): vo
 export async function runThroughput(opts: ThroughputScenarioOptions): Promise<ThroughputScenarioResult> {
   const warnings: string[] = [];
   const target = `sbp://${opts.host}:${opts.port}`;
-  let roots: number[];
-  if (opts.serverPid !== null) {
-    if (!readProcessTable().has(opts.serverPid))
-      throw new Error(`--server-pid ${opts.serverPid}: no such process`);
-    roots = [opts.serverPid];
-  } else {
-    roots = serverRootsForPort(opts.host, opts.port);
-    if (roots.length === 0) {
-      warnings.push(
-        `no readable process listens on ${opts.host}:${opts.port}: server CPU is not measured (use --server-pid)`,
-      );
-    }
-  }
+  const { roots, warning } = measuredServerRoots(opts.serverPid, opts.host, opts.port, 'CPU');
+  if (warning) warnings.push(warning);
   const load = loadAverage();
   const readings = new WindowReadings(roots);
   const histogram = newHistogram();

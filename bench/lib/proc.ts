@@ -309,3 +309,25 @@ export function treeCpusAllowed(rootPid: number): string | null {
   }
   return lists.size === 0 ? null : [...lists].join(' / ');
 }
+
+/**
+ * The server trees a benchmark measures: `--server-pid` when given (it must exist), else the server
+ * found from the port; `warning` says when none was found, so `what` (CPU, memory) is not measured.
+ */
+export function measuredServerRoots(
+  serverPid: number | null,
+  host: string,
+  port: number,
+  what: string,
+): { roots: number[]; warning: string | null } {
+  if (serverPid !== null) {
+    if (!readProcessTable().has(serverPid)) throw new Error(`--server-pid ${serverPid}: no such process`);
+    return { roots: [serverPid], warning: null };
+  }
+  const roots = serverRootsForPort(host, port);
+  const warning =
+    roots.length === 0
+      ? `no readable process listens on ${host}:${port}: server ${what} is not measured (use --server-pid)`
+      : null;
+  return { roots, warning };
+}

@@ -25,6 +25,7 @@ import {
   SEND_FLAG_EPHEMERAL,
 } from '../../src/protocol/index.js';
 import { describeMachine } from './docs.js';
+import { intFlag } from './flags.js';
 import { type Histogram, latencySummary, newHistogram } from './latency.js';
 import { GENERATOR_CPU, loadAverage, machineInfo, pinningProblem, pinSelf, SERVER_CPU } from './machine.js';
 import { cpusAllowed, type MachineCpu, machineCpu, type TreeCpu, treeCpu, treeCpusAllowed } from './proc.js';
@@ -102,11 +103,9 @@ export const GENERATOR_CEILING_PERCENT = 90;
 
 // ------------------------------------------------------------------ parsing helpers for the CLIs
 
+/** An integer option given by its name without dashes (`workers` → `--workers`). */
 export function intArg(text: string, flag: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min)
-    throw new Error(`--${flag} must be an integer ≥ ${min}, not "${text}"`);
-  return n;
+  return intFlag(text, `--${flag}`, min);
 }
 
 /** "1,2,4" → [1, 2, 4] (each ≥ 1, no repeats). */
