@@ -9,14 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { assertNoProblems, splitOrderProblems } from '../helpers/audit.js';
 import {
-  assertNoProblems,
-  type ExpectedMessage,
-  inboxProblems,
-  readInbox,
-  splitOrderProblems,
-} from '../helpers/audit.js';
-import {
+  auditSenders,
   eventually,
   isAlive,
   nodeName,
@@ -26,7 +21,7 @@ import {
   workersByIndex,
 } from '../helpers/cluster.js';
 import { type ServerProcess, startServer } from '../helpers/server-process.js';
-import { closeAll, sleep, type WireClient } from '../wire/harness.js';
+import { closeAll, type WireClient } from '../wire/harness.js';
 
 const WORKERS = 4;
 const TOTAL = 10_000;
@@ -155,28 +150,7 @@ describe('cluster: kill -9 of one worker in the middle of 10 000 SENDs', () => {
     );
 
     // Every inbox read back in full.
-    const expected = new Map<string, ExpectedMessage[]>([...RECIPIENTS, ...SENDERS].map((u) => [u, []]));
-    senders.forEach((s, j) => {
-      for (let id = 1; id <= PER_SENDER; id++) {
-        const to = recipientOf(j, id);
-        const m: ExpectedMessage = {
-          from: s.user,
-          fromDevice: 'd1',
-          clientMsgId: id,
-          to,
-          payload: `${s.user}:${id}`,
-          timestamp: s.accepted.get(id)!.timestamp,
-        };
-        expected.get(to)!.push(m);
-        expected.get(s.user)!.push(m);
-      }
-    });
-    const problems: string[] = [];
-    for (const [user, want] of expected) {
-      const inbox = await readInbox(port, user, clients);
-      problems.push(...inboxProblems(user, inbox, want));
-      await sleep(0);
-    }
+    const problems = await auditSenders(port, RECIPIENTS, senders, () => PER_SENDER, recipientOf, clients);
     const { order, other } = splitOrderProblems(problems);
     orderProblems = order;
     assertNoProblems(other, 'messages lost, stored twice or altered by the crash');

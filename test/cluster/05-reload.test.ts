@@ -11,14 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pidFilePath } from '../../src/cluster/primary.js';
+import { assertNoProblems, splitOrderProblems } from '../helpers/audit.js';
 import {
-  assertNoProblems,
-  type ExpectedMessage,
-  inboxProblems,
-  readInbox,
-  splitOrderProblems,
-} from '../helpers/audit.js';
-import {
+  auditSenders,
   eventually,
   isAlive,
   ResendingSender,
@@ -131,25 +126,14 @@ describe('cluster: switchboard reload with traffic flowing', () => {
       'protocol problems seen by the senders',
     );
 
-    const expected = new Map<string, ExpectedMessage[]>([...RECIPIENTS, ...SENDERS].map((u) => [u, []]));
-    senders.forEach((s, j) => {
-      for (let id = 1; id <= s.total; id++) {
-        const to = RECIPIENTS[(id + j) % RECIPIENTS.length]!;
-        const m: ExpectedMessage = {
-          from: s.user,
-          fromDevice: 'd1',
-          clientMsgId: id,
-          to,
-          payload: `${s.user}:${id}`,
-          timestamp: s.accepted.get(id)!.timestamp,
-        };
-        expected.get(to)!.push(m);
-        expected.get(s.user)!.push(m);
-      }
-    });
-    const problems: string[] = [];
-    for (const [user, want] of expected)
-      problems.push(...inboxProblems(user, await readInbox(port, user, clients), want));
+    const problems = await auditSenders(
+      port,
+      RECIPIENTS,
+      senders,
+      (s) => s.total,
+      (j, id) => RECIPIENTS[(id + j) % RECIPIENTS.length]!,
+      clients,
+    );
     const { order, other } = splitOrderProblems(problems);
     orderProblems = order;
     assertNoProblems(other, 'messages lost, stored twice or altered by the reload');

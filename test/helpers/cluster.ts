@@ -15,6 +15,7 @@ import {
 } from '../../src/protocol/index.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from '../../src/store/shard.js';
 import { connect, sleep, type WireClient } from '../wire/harness.js';
+import { type ExpectedMessage, inboxProblems, readInbox } from './audit.js';
 import { BIN, type ServerProcess } from './server-process.js';
 
 /** resumeAfter that counts as lastSeq: a sender that only wants what arrives from now on. */
@@ -448,4 +449,46 @@ export function runCli(args: string[], timeoutMs = 20_000): Promise<CliRun> {
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+// ---------------------------------------------------------------- the audit after a run
+
+/**
+ * Reads back every inbox a run of re-sending senders wrote to (each recipient's and each sender's own)
+ * and returns what is wrong: for every clientMsgId 1..count(sender) ACCEPTED by sender j, the message
+ * (payload `<user>:<id>`, its ACCEPTED timestamp) must be in the inbox of `recipientOf(j, id)` and in the
+ * sender's own, exactly once, in send order.
+ */
+export async function auditSenders(
+  port: number,
+  recipients: readonly string[],
+  senders: readonly ResendingSender[],
+  count: (sender: ResendingSender) => number,
+  recipientOf: (senderIndex: number, id: number) => string,
+  clients: WireClient[],
+): Promise<string[]> {
+  const expected = new Map<string, ExpectedMessage[]>(
+    [...recipients, ...senders.map((s) => s.user)].map((u) => [u, []]),
+  );
+  senders.forEach((s, j) => {
+    for (let id = 1; id <= count(s); id++) {
+      const to = recipientOf(j, id);
+      const m: ExpectedMessage = {
+        from: s.user,
+        fromDevice: 'd1',
+        clientMsgId: id,
+        to,
+        payload: `${s.user}:${id}`,
+        timestamp: s.accepted.get(id)!.timestamp,
+      };
+      expected.get(to)!.push(m);
+      expected.get(s.user)!.push(m);
+    }
+  });
+  const problems: string[] = [];
+  for (const [user, want] of expected) {
+    problems.push(...inboxProblems(user, await readInbox(port, user, clients), want));
+    await sleep(0);
+  }
+  return problems;
 }
