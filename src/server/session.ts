@@ -518,7 +518,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   }
 
   private requestError(code: ErrorCodeValue, ref: number, message: string): void {
-    this.write(encodeFrame({ type: 'ERROR', code, ref, message }));
+    this.write(errorFrame(code, ref, message));
   }
 
   /** A fatal ERROR: written, then FIN; destroyed if still open after the close grace. Logged once. */
@@ -530,7 +530,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       'closing',
     );
     this.ctx.countClose(reason);
-    this.conn.send(encodeFrame({ type: 'ERROR', code, ref, message }));
+    this.conn.send(errorFrame(code, ref, message));
     this.beginClose(code);
   }
 
