@@ -800,10 +800,7 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
       const every = Math.max(20, Math.floor(w.heartbeatMs / 4));
       conn.heartbeatTimer = setInterval(() => this.heartbeat(conn, w.heartbeatMs), every);
     }
-    // Re-send everything pending, in ascending id order, before anything new.
-    conn.queue = [...this.outbox.values()];
-    conn.queueHead = 0;
-    this.flushOutbox(conn);
+    this.writeOutboxAgain(conn);
     if (this.watched.size) this.writeUsers(conn, 'WATCH', [...this.watched]);
     // Processed last time but not ACKed (e.g. the process stopped first): ACK it now.
     if (this.processed > conn.ackedSent) this.scheduleAck(conn);
@@ -889,9 +886,7 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
         conn.stalled = false;
         if (conn !== this.conn || !conn.live || conn.closing) return;
         conn.generation++;
-        conn.queue = [...this.outbox.values()];
-        conn.queueHead = 0;
-        this.flushOutbox(conn);
+        this.writeOutboxAgain(conn);
       },
       cap / 2 + Math.random() * (cap / 2),
     );
@@ -949,6 +944,13 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
     });
     if (this.conn?.live) this.flushOutbox(this.conn);
     return done;
+  }
+
+  /** Every pending request again, in ascending id order, before anything new (a reconnect, a rewind). */
+  private writeOutboxAgain(conn: Connection): void {
+    conn.queue = [...this.outbox.values()];
+    conn.queueHead = 0;
+    this.flushOutbox(conn);
   }
 
   /** Writes, in id order, every queued entry up to the first one not yet saved. */
