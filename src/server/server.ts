@@ -34,6 +34,7 @@ import { Home, type Homes, LocalHomes, type WorkerSink } from './home.js';
 import type { Limits } from './limits.js';
 import { Router } from './router.js';
 import { Session, type SessionContext } from './session.js';
+import { staticFiles } from './static-files.js';
 import { type TimerEntry, TimerWheel } from './timer-wheel.js';
 
 export interface ServerOptions {
@@ -54,6 +55,8 @@ export interface ServerOptions {
   nodeName: string;
   /** How often the retention sweep runs, ms. */
   purgeIntervalMs?: number;
+  /** The built web client, served at / on the HTTP port (none when unset). */
+  webRoot?: string;
 }
 
 /**
@@ -145,6 +148,7 @@ export class SwitchboardServer {
       requestTimeout: handshakeMs,
       connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(handshakeMs / 10))),
     };
+    const webClient = opts.webRoot ? staticFiles(opts.webRoot) : null;
     this.http = createHttpServer(httpOptions, (req, res) => {
       if (isEndpointPath(req.url)) {
         res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'upgrade' });
@@ -161,6 +165,7 @@ export class SwitchboardServer {
         );
         return;
       }
+      if (webClient?.(req, res)) return;
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     });
     this.wss = new WebSocketServer({

@@ -75,6 +75,15 @@ export interface InboxStore {
    * many it removed (0 = nothing left to do now).
    */
   purge(now: number, maxMessages: number): Promise<number>;
+  /**
+   * Group membership (PROTOCOL.md section 6), kept with the group's own hash (its `#name`): adds `user`
+   * to `group`, creating the group; idempotent. Resolves once durable, in order with the other writes.
+   */
+  join(group: string, user: string): Promise<void>;
+  /** Removes `user` from `group`; idempotent. A group whose last member leaves no longer exists. */
+  leave(group: string, user: string): Promise<void>;
+  /** The members of `group` in ascending order ([] when the group does not exist). */
+  members(group: string): Promise<string[]>;
   /** Commits what is pending and releases the engine. */
   close(): Promise<void>;
 }

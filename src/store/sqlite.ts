@@ -57,7 +57,7 @@ export interface SqliteInboxStoreOptions {
 }
 
 /** Version of the schema below, kept in PRAGMA user_version; a newer file is refused, not guessed at. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** The file name of shard `index`: shard-00.db, shard-01.db, … (three digits from shard 100 on). */
 export function shardFileName(index: number): string {
@@ -104,6 +104,15 @@ CREATE INDEX device_seen ON device (last_seen);
 CREATE INDEX device_ack_pending ON device (user) WHERE ack_pending = 1;
 `;
 
+/** Version 2: group membership, in the shard of the group's name. */
+const SCHEMA_V2 = `
+CREATE TABLE member (
+  grp TEXT NOT NULL,
+  user TEXT NOT NULL,
+  PRIMARY KEY (grp, user)
+) WITHOUT ROWID;
+`;
+
 const SQL = {
   inboxGet: 'SELECT last_seq AS lastSeq, count, bytes FROM inbox WHERE user = ?',
   inboxPut: `INSERT INTO inbox (user, last_seq, count, bytes, purged_through) VALUES (?, ?, ?, ?, 0)
@@ -143,6 +152,10 @@ const SQL = {
   inboxPurged:
     'UPDATE inbox SET count = count - ?, bytes = bytes - ?, purged_through = max(purged_through, ?) WHERE user = ?',
   clearPending: 'UPDATE device SET ack_pending = 0 WHERE user = ? AND ack_pending = 1',
+  // Groups.
+  join: 'INSERT INTO member (grp, user) VALUES (?, ?) ON CONFLICT DO NOTHING',
+  leave: 'DELETE FROM member WHERE grp = ? AND user = ?',
+  members: 'SELECT user FROM member WHERE grp = ? ORDER BY user',
 } as const;
 
 interface InboxState {
@@ -167,6 +180,13 @@ type Op =
       user: string;
       device: string;
       seq: number;
+      resolve: () => void;
+      reject: (err: Error) => void;
+    }
+  | {
+      kind: 'join' | 'leave';
+      group: string;
+      user: string;
       resolve: () => void;
       reject: (err: Error) => void;
     }
@@ -201,6 +221,7 @@ class Shard {
     s.openDevice.pluck();
     s.floor.pluck();
     s.pendingUsers.pluck();
+    s.members.pluck();
     this.s = s;
     this.batchTx = db.transaction((ops: Op[]) => this.runBatch(ops)).immediate;
     this.purgeTx = db.transaction((cutoff: number, budget: number) =>
@@ -231,8 +252,8 @@ class Shard {
         const call = op.call;
         call.results[op.index] = op.result!;
         if (--call.left === 0 && !call.failed) call.resolve(call.results);
-      } else if (op.kind === 'ack') op.resolve();
-      else op.resolve(op.result!);
+      } else if (op.kind === 'open') op.resolve(op.result!);
+      else op.resolve();
     }
   }
 
@@ -295,6 +316,12 @@ class Shard {
         case 'ack':
           this.s.ack.run(op.user, op.device, op.seq);
           break;
+        case 'join':
+          this.s.join.run(op.group, op.user);
+          break;
+        case 'leave':
+          this.s.leave.run(op.group, op.user);
+          break;
         case 'open': {
           const ackedSeq = this.s.openDevice.get(op.user, op.device, op.now) as number;
           op.result = { lastSeq: load(op.user).lastSeq, ackedSeq };
@@ -331,6 +358,10 @@ class Shard {
 
   lastSeq(user: string): number {
     return (this.s.lastSeq.get(user) as number | undefined) ?? 0;
+  }
+
+  members(group: string): string[] {
+    return this.s.members.all(group) as string[];
   }
 
   /** One bounded retention step in its own transaction; returns the work done (see purge()). */
@@ -491,9 +522,10 @@ function openShardFile(
         put.run('format', 'switchboard-inbox');
         put.run('shard_index', index);
         put.run('shard_count', shardCount);
-        db.pragma(`user_version = ${SCHEMA_VERSION}`);
       }
-      // Later versions migrate here, one step at a time, inside this transaction.
+      // Each later version migrates one step, inside this transaction.
+      if (version < 2) db.exec(SCHEMA_V2);
+      if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
       const meta = new Map(
         (db.prepare('SELECT key, value FROM meta').all() as { key: string; value: unknown }[]).map((r) => [
           r.key,
@@ -671,6 +703,39 @@ export class SqliteInboxStore implements InboxStore {
     } catch (err) {
       throw unavailable(err);
     }
+  }
+
+  join(group: string, user: string): Promise<void> {
+    return this.membership('join', group, user);
+  }
+
+  leave(group: string, user: string): Promise<void> {
+    return this.membership('leave', group, user);
+  }
+
+  async members(group: string): Promise<string[]> {
+    if (this.closed) throw closedError();
+    if (typeof group !== 'string') throw new TypeError('members(group: string)');
+    const shard = this.shardFor(group);
+    if (shard instanceof Error) throw shard;
+    try {
+      return shard.members(group);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  /** A join or leave, queued in the group's shard for this tick's commit. */
+  private membership(kind: 'join' | 'leave', group: string, user: string): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    if (typeof group !== 'string' || typeof user !== 'string') {
+      return Promise.reject(new TypeError(`${kind}(group: string, user: string)`));
+    }
+    const shard = this.shardFor(group);
+    if (shard instanceof Error) return Promise.reject(shard);
+    return new Promise<void>((resolve, reject) => {
+      this.enqueue(shard, { kind, group, user, resolve, reject });
+    });
   }
 
   /**

@@ -467,6 +467,38 @@ export function inboxStoreConformance(name: string, open: OpenInboxStore): void 
       assert.equal((await again.openDevice(a, 'phone', t0)).ackedSeq, 1);
     });
 
+    it('keeps group membership: join creates and is idempotent, leave by anyone is fine, empty means gone', async () => {
+      const g = `#${fresh('team')}`;
+      const [a, b] = [fresh('alice'), fresh('bob')];
+      const store = await openStore();
+      assert.deepEqual(await store.members(g), []);
+      await store.leave(g, a);
+      await Promise.all([store.join(g, b), store.join(g, a), store.join(g, a)]);
+      assert.deepEqual(await store.members(g), [a, b].sort());
+      await store.leave(g, b);
+      assert.deepEqual(await store.members(g), [a]);
+      await store.leave(g, a);
+      assert.deepEqual(await store.members(g), []);
+    });
+
+    it('keeps membership across close and reopen, and applies joins and leaves in call order', async () => {
+      const g = `#${fresh('team')}`;
+      const users = range(1, 40).map((n) => fresh(`u${n}`));
+      const first = await openStore();
+      // One tick: each user joins, then every third leaves again; the last call for a user wins.
+      await Promise.all(
+        users.flatMap((u, i) => (i % 3 === 0 ? [first.join(g, u), first.leave(g, u)] : [first.join(g, u)])),
+      );
+      const expected = users.filter((_, i) => i % 3 !== 0).sort();
+      assert.deepEqual(await first.members(g), expected);
+      const pending = first.join(g, users[0]!);
+      await first.close();
+      await pending;
+      await assert.rejects(first.members(g));
+      const second = await openStore();
+      assert.deepEqual(await second.members(g), [...expected, users[0]!].sort());
+    });
+
     it('stores 2 000 appends made in one tick to 50 inboxes exactly once, in call order', async () => {
       const store = await openStore();
       const t0 = Date.now();

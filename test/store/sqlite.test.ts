@@ -160,6 +160,36 @@ describe('SqliteInboxStore', () => {
     }
   });
 
+  it('migrates a version-1 shard file: its messages stay, group membership works', async () => {
+    const first = await SqliteInboxStore.open({
+      dir,
+      shardCount: 1,
+      durability: 'normal',
+      caps: DEFAULT_CAPS,
+    });
+    await first.append([message('alice', 1)]);
+    await first.close();
+    // What a version-1 build left behind: no member table.
+    const db = new Database(join(dir, shardFileName(0)));
+    db.exec('DROP TABLE member');
+    db.pragma('user_version = 1');
+    db.close();
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 1,
+      durability: 'normal',
+      caps: DEFAULT_CAPS,
+    });
+    try {
+      assert.equal(store.inspect(0).userVersion, SCHEMA_VERSION);
+      assert.equal(await store.lastSeq('alice'), 1);
+      await store.join('#team', 'alice');
+      assert.deepEqual(await store.members('#team'), ['alice']);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('refuses a shard file with a newer schema version', async () => {
     await (
       await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps: DEFAULT_CAPS })

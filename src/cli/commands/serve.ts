@@ -1,6 +1,7 @@
 /** `switchboard serve`: the server on its embedded default (SQLite in ./data, TCP 7070, HTTP 7071). */
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import type { Logger } from 'pino';
 import { runPrimary, WORKER_ENV } from '../../cluster/primary.js';
@@ -35,8 +36,12 @@ interface ServeFlags {
   workers?: string;
   shutdownTimeout: string;
   semiSpace: string;
+  webRoot: string;
   logLevel: string;
 }
+
+/** The web client built beside the server (dist/web, by `npm run build`). */
+const BUILT_WEB_CLIENT = fileURLToPath(new URL('../../../web', import.meta.url));
 
 export function registerServe(program: Command): void {
   program
@@ -47,6 +52,7 @@ export function registerServe(program: Command): void {
     .option('--http-host <host>', 'address for the HTTP port (default: --host)')
     .option('--http-port <port>', 'HTTP port: SBP over WebSocket at /sbp, and /healthz', '7071')
     .option('--data <dir>', 'data folder (one SQLite file per shard)', './data')
+    .option('--web-root <dir>', 'the web client served at / on the HTTP port', BUILT_WEB_CLIENT)
     .option('--shards <n>', 'shard files of a new data folder (an existing one keeps its count)')
     .addOption(
       new Option(
@@ -182,6 +188,7 @@ async function startWorker(flags: ServeFlags, log: Logger): Promise<void> {
         httpPort: portNumber(flags.httpPort, '--http-port'),
         auth: makeAuthenticator(flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET),
         purgeIntervalMs: parseDuration(flags.purgeInterval),
+        webRoot: flags.webRoot,
       },
     },
     log,
