@@ -4,7 +4,15 @@
  * the bus to their home worker, and what homes announce comes back over the bus to this worker's router.
  */
 import { encodeFrame } from '../protocol/index.js';
-import type { Home, Homes, SessionRef, WorkerSink } from '../server/home.js';
+import type {
+  GroupMessage,
+  GroupOutcome,
+  Home,
+  Homes,
+  Presence,
+  SessionRef,
+  WorkerSink,
+} from '../server/home.js';
 import type { Router } from '../server/router.js';
 import type { AppendRequest, AppendResult, DeviceState, StoredMessage } from '../store/inbox-store.js';
 import { shardOf } from '../store/shard.js';
@@ -26,7 +34,69 @@ type Notice =
   /** A stored message, its DELIVER encoded by the home: the receiver only hands the bytes on. */
   | { k: 'stored'; inbox: string; seq: number; d: Uint8Array }
   | { k: 'eph'; user: string; d: Uint8Array; x: SessionRef }
-  | { k: 'replace'; sid: number };
+  | { k: 'replace'; sid: number }
+  | { k: 'pres'; user: string; p: Presence };
+
+/** The bus requests a home answers; each runs the Home method of the same name (see apply). */
+type Op =
+  | 'open'
+  | 'close'
+  | 'append'
+  | 'read'
+  | 'ack'
+  | 'eph'
+  | 'watch'
+  | 'unwatch'
+  | 'join'
+  | 'leave'
+  | 'gsend'
+  | 'geph';
+const OPS = new Set<Op>([
+  'open',
+  'close',
+  'append',
+  'read',
+  'ack',
+  'eph',
+  'watch',
+  'unwatch',
+  'join',
+  'leave',
+  'gsend',
+  'geph',
+]);
+
+/** Runs bus request `op` on a Home: the one place its arguments are unpacked. */
+function apply(home: Home, op: Op, a: unknown[]): unknown {
+  const s = (i: number) => a[i] as string;
+  const n = (i: number) => a[i] as number;
+  switch (op) {
+    case 'open':
+      return home.openSession(s(0), s(1), a[2] as SessionRef, n(3));
+    case 'close':
+      return home.closeSession(s(0), s(1), a[2] as SessionRef);
+    case 'append':
+      return home.append(a[0] as AppendRequest[]);
+    case 'read':
+      return home.read(s(0), n(1), n(2));
+    case 'ack':
+      return home.ack(s(0), s(1), n(2), n(3));
+    case 'eph':
+      return home.ephemeral(s(0), a[1] as Uint8Array, a[2] as SessionRef);
+    case 'watch':
+      return home.watch(s(0), n(1));
+    case 'unwatch':
+      return home.unwatch(s(0), n(1));
+    case 'join':
+      return home.join(s(0), s(1));
+    case 'leave':
+      return home.leave(s(0), s(1));
+    case 'gsend':
+      return home.sendGroup(s(0), a[1] as GroupMessage);
+    case 'geph':
+      return home.ephemeralGroup(s(0), s(1), a[2] as Uint8Array, a[3] as SessionRef);
+  }
+}
 
 export class ClusterHomes implements Homes, BusHandler {
   bus!: Bus;
@@ -65,29 +135,42 @@ export class ClusterHomes implements Homes, BusHandler {
       if (worker === this.me) this.router.replace(sid);
       else this.bus.notify(worker, { k: 'replace', sid } satisfies Notice);
     },
+    presence: (worker, user, p) => {
+      if (worker === this.me) this.router.presence(user, p);
+      else this.bus.notify(worker, { k: 'pres', user, p } satisfies Notice);
+    },
   };
 
   // ------------------------------------------------------------ Homes (this worker's calls)
 
+  /**
+   * A call for the home of `key` (a user, or a `#group`): run on the local Home when it is ours, else
+   * sent to its home worker as bus request `op` (handled by request() below with the same arguments).
+   */
+  private call<T>(key: string, op: Op, args: unknown[]): Promise<T> {
+    const w = this.homeOf(key);
+    if (w === this.me) return Promise.resolve(apply(this.local(), op, args) as T | Promise<T>);
+    return this.bus.request(w, op, args) as Promise<T>;
+  }
+
+  /** The same, for a call whose answer nobody waits for. */
+  private tell(key: string, op: Op, args: unknown[]): void {
+    const w = this.homeOf(key);
+    if (w === this.me) apply(this.local(), op, args);
+    else this.bus.request(w, op, args).catch(() => {});
+  }
+
   openSession(user: string, device: string, ref: SessionRef, now: number): Promise<DeviceState> {
-    const w = this.homeOf(user);
-    if (w === this.me) return this.local().openSession(user, device, ref, now);
-    return this.bus.request(w, 'open', [user, device, ref, now]) as Promise<DeviceState>;
+    return this.call(user, 'open', [user, device, ref, now]);
   }
 
   closeSession(user: string, device: string, ref: SessionRef): void {
-    const w = this.homeOf(user);
-    if (w === this.me) this.local().closeSession(user, device, ref);
-    else this.bus.request(w, 'close', [user, device, ref]).catch(() => {});
+    this.tell(user, 'close', [user, device, ref]);
   }
 
   /** Requests grouped by home worker, one bus request each; results back in request order. */
   async append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
-    if (requests.length === 1) {
-      const w = this.homeOf(requests[0]!.inbox);
-      if (w === this.me) return this.local().append(requests);
-      return (await this.bus.request(w, 'append', [requests])) as AppendResult[];
-    }
+    if (requests.length === 1) return this.call(requests[0]!.inbox, 'append', [requests]);
     const byWorker = new Map<number, number[]>();
     requests.forEach((r, i) => {
       const w = this.homeOf(r.inbox);
@@ -112,49 +195,58 @@ export class ClusterHomes implements Homes, BusHandler {
   }
 
   read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
-    const w = this.homeOf(user);
-    if (w === this.me) return this.local().read(user, afterSeq, limit);
-    return this.bus.request(w, 'read', [user, afterSeq, limit]) as Promise<StoredMessage[]>;
+    return this.call(user, 'read', [user, afterSeq, limit]);
   }
 
-  ack(user: string, device: string, seq: number): Promise<void> {
-    const w = this.homeOf(user);
-    if (w === this.me) return this.local().ack(user, device, seq);
-    return this.bus.request(w, 'ack', [user, device, seq]) as Promise<void>;
+  ack(user: string, device: string, seq: number, previousSeq: number): Promise<void> {
+    return this.call(user, 'ack', [user, device, seq, previousSeq]);
   }
 
-  ephemeral(user: string, deliver: Uint8Array, except: SessionRef): void {
-    const w = this.homeOf(user);
-    if (w === this.me) this.local().ephemeral(user, deliver, except);
-    else this.bus.request(w, 'eph', [user, deliver, except]).catch(() => {});
+  ephemeral(user: string, bytes: Uint8Array, except: SessionRef): void {
+    this.tell(user, 'eph', [user, bytes, except]);
+  }
+
+  watch(user: string, worker: number): Promise<Presence> {
+    return this.call(user, 'watch', [user, worker]);
+  }
+
+  unwatch(user: string, worker: number): void {
+    this.tell(user, 'unwatch', [user, worker]);
+  }
+
+  join(group: string, user: string): Promise<void> {
+    return this.call(group, 'join', [group, user]);
+  }
+
+  leave(group: string, user: string): Promise<void> {
+    return this.call(group, 'leave', [group, user]);
+  }
+
+  sendGroup(group: string, message: GroupMessage): Promise<GroupOutcome> {
+    return this.call(group, 'gsend', [group, message]);
+  }
+
+  ephemeralGroup(
+    group: string,
+    sender: string,
+    bytes: Uint8Array,
+    except: SessionRef,
+  ): Promise<GroupOutcome | null> {
+    return this.call(group, 'geph', [group, sender, bytes, except]);
   }
 
   // ------------------------------------------------------------ BusHandler (other workers' calls)
 
   request(_peer: number, op: string, a: unknown[]): Promise<unknown> | unknown {
-    const home = this.local();
-    switch (op) {
-      case 'open':
-        return home.openSession(a[0] as string, a[1] as string, a[2] as SessionRef, a[3] as number);
-      case 'close':
-        return home.closeSession(a[0] as string, a[1] as string, a[2] as SessionRef);
-      case 'append':
-        return home.append(a[0] as AppendRequest[]);
-      case 'read':
-        return home.read(a[0] as string, a[1] as number, a[2] as number);
-      case 'ack':
-        return home.ack(a[0] as string, a[1] as string, a[2] as number);
-      case 'eph':
-        return home.ephemeral(a[0] as string, a[1] as Uint8Array, a[2] as SessionRef);
-      default:
-        throw new Error(`unknown bus request ${op}`);
-    }
+    if (!OPS.has(op as Op)) throw new Error(`unknown bus request ${op}`);
+    return apply(this.local(), op as Op, a);
   }
 
   notify(_peer: number, message: unknown): void {
     const n = message as Notice;
     if (n.k === 'stored') this.router.storedEncoded(n.inbox, n.seq, n.d);
     else if (n.k === 'eph') this.router.ephemeral(n.user, n.d, n.x);
+    else if (n.k === 'pres') this.router.presence(n.user, n.p);
     else this.router.replace(n.sid);
   }
 
@@ -172,6 +264,7 @@ export class ClusterHomes implements Homes, BusHandler {
       if (this.homeOf(s.user) !== peer) continue;
       s.reattach();
     }
+    this.router.watchAgain((user) => this.homeOf(user) === peer);
   }
 
   private local(): Home {

@@ -53,7 +53,9 @@ export async function runWorker(cfg: WorkerConfig, baseLog: Logger): Promise<voi
     nodeName: cfg.nodeName ? `${cfg.nodeName}.${workerName}` : workerName,
     homes: (router) => {
       homes = new ClusterHomes(cfg.index, cfg.workers, cfg.shardCount, null, router);
-      homes.attachHome(new Home(store, homes.sink));
+      const home = new Home(store, homes.sink);
+      home.routeVia(homes);
+      homes.attachHome(home);
       return homes;
     },
   });

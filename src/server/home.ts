@@ -1,10 +1,13 @@
 /**
- * Homes: where a user's state lives. The *home* of a user owns its inbox (through an InboxStore) and
- * the directory of where its sessions are (which worker, which session). Every stored message and
- * every ephemeral one is announced by the home to the workers holding the user's sessions, so the
- * same code serves one worker and many: with one worker every call is local, with several the
- * cluster routes each call to the user's home worker over the bus (src/cluster/).
+ * Homes: where a user's (and a group's) state lives. The *home* of a user owns its inbox (through an
+ * InboxStore), the directory of where its sessions are (which worker, which session), its presence and
+ * who watches it; the home of a group owns its membership and fans its messages out. Every stored
+ * message, ephemeral one, receipt and presence change is announced by the home to the workers holding
+ * the sessions concerned, so the same code serves one worker and many: with one worker the Home itself
+ * is the Homes every call goes to; with several, the cluster routes each call to the home worker of its
+ * user or group over the bus (src/cluster/).
  */
+import { encodeFrame } from '../protocol/index.js';
 import type {
   AppendRequest,
   AppendResult,
@@ -12,6 +15,7 @@ import type {
   InboxStore,
   StoredMessage,
 } from '../store/inbox-store.js';
+import { GroupFanout, type GroupMessage, type GroupOutcome } from './groups.js';
 
 /** One session somewhere in the cluster: the worker holding it and its id there. */
 export interface SessionRef {
@@ -19,7 +23,16 @@ export interface SessionRef {
   sid: number;
 }
 
-/** What a worker asks of users' homes; implemented locally (LocalHomes) and over the bus. */
+/** No session: receipts go to every session of their user. */
+export const NO_SESSION: SessionRef = { worker: -1, sid: 0 };
+
+/** A user's presence (PROTOCOL.md section 6): `since` is the time of the last change, 0 if never seen. */
+export interface Presence {
+  online: boolean;
+  since: number;
+}
+
+/** What a worker asks of users' and groups' homes; the Home answers for its own, the cluster routes. */
 export interface Homes {
   /** Registers the session in its user's directory (replacing an older one of the device) and opens the device. */
   openSession(user: string, device: string, ref: SessionRef, now: number): Promise<DeviceState>;
@@ -27,41 +40,85 @@ export interface Homes {
   closeSession(user: string, device: string, ref: SessionRef): void;
   append(requests: readonly AppendRequest[]): Promise<AppendResult[]>;
   read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]>;
-  ack(user: string, device: string, seq: number): Promise<void>;
-  /** An ephemeral DELIVER for every connected session of `user` except `except`. */
-  ephemeral(user: string, deliver: Uint8Array, except: SessionRef): void;
+  /**
+   * Moves the device's cursor from `previousSeq` to `seq`; the senders of the direct messages this newly
+   * covers get a RECEIPT on their connected devices.
+   */
+  ack(user: string, device: string, seq: number, previousSeq: number): Promise<void>;
+  /** Frame bytes (an ephemeral DELIVER, RECEIPTs) for every connected session of `user` except `except`. */
+  ephemeral(user: string, bytes: Uint8Array, except: SessionRef): void;
+  /** Worker `worker` watches `user` from now on; resolves with its presence now. */
+  watch(user: string, worker: number): Promise<Presence>;
+  /** Worker `worker` no longer watches `user`. */
+  unwatch(user: string, worker: number): void;
+  join(group: string, user: string): Promise<void>;
+  leave(group: string, user: string): Promise<void>;
+  /** Stores a durable group SEND in every member's inbox (PROTOCOL.md section 5). */
+  sendGroup(group: string, message: GroupMessage): Promise<GroupOutcome>;
+  /** An ephemeral group SEND: to every member's connected sessions but `except`; null when sent. */
+  ephemeralGroup(
+    group: string,
+    sender: string,
+    bytes: Uint8Array,
+    except: SessionRef,
+  ): Promise<GroupOutcome | null>;
 }
 
 /** What a home tells the workers that hold sessions. */
 export interface WorkerSink {
   stored(worker: number, inbox: string, message: StoredMessage): void;
-  ephemeral(worker: number, user: string, deliver: Uint8Array, except: SessionRef): void;
+  ephemeral(worker: number, user: string, bytes: Uint8Array, except: SessionRef): void;
   replace(worker: number, user: string, device: string, sid: number): void;
+  presence(worker: number, user: string, presence: Presence): void;
 }
 
+/** How many acknowledged messages a receipt lookup reads at a time. */
+const RECEIPT_PAGE = 512;
+
 /**
- * The home of the users of the shards a worker owns: their InboxStore and their session directory.
+ * The home of the users (and groups) of the shards a worker owns: their InboxStore, session directory,
+ * presence and watchers, and the group fan-out.
  */
-export class Home {
+export class Home implements Homes {
   /**
    * user → its registered sessions, one entry per device (usually one or two: an array, not a Map,
    * since a home holds an entry for every connected user).
    */
   private readonly directory = new Map<string, DirectoryEntry[]>();
+  /** user → the time its presence last changed (users seen since this home started). */
+  private readonly presenceSince = new Map<string, number>();
+  /** user → the workers watching it. */
+  private readonly watchers = new Map<string, Set<number>>();
+  private readonly groups: GroupFanout;
+  /** Where calls for users and groups homed elsewhere go (this Home itself with one worker). */
+  private routes: Homes = this;
 
   constructor(
     readonly store: InboxStore,
     private readonly sink: WorkerSink,
-  ) {}
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.groups = new GroupFanout(store, (requests) => this.routes.append(requests));
+  }
+
+  /** With several workers: the cluster's routing, for the appends, receipts and ephemerals that leave this home. */
+  routeVia(routes: Homes): void {
+    this.routes = routes;
+  }
+
+  // ------------------------------------------------------------ sessions and presence
 
   async openSession(user: string, device: string, ref: SessionRef, now: number): Promise<DeviceState> {
     const entry: DirectoryEntry = { device, worker: ref.worker, sid: ref.sid };
     const entries = this.directory.get(user);
-    if (!entries) this.directory.set(user, [entry]);
-    else {
+    if (!entries) {
+      this.directory.set(user, [entry]);
+      this.presenceChanged(user, true);
+    } else {
       const i = entries.findIndex((e) => e.device === device);
       if (i < 0) entries.push(entry);
       else {
+        // A replaced session is no presence change.
         const previous = entries[i]!;
         entries[i] = entry;
         if (previous.worker !== ref.worker || previous.sid !== ref.sid) {
@@ -79,17 +136,59 @@ export class Home {
     const i = entries.findIndex((e) => e.device === device && e.worker === ref.worker && e.sid === ref.sid);
     if (i < 0) return;
     entries.splice(i, 1);
-    if (entries.length === 0) this.directory.delete(user);
+    if (entries.length === 0) {
+      this.directory.delete(user);
+      this.presenceChanged(user, false);
+    }
   }
 
-  /** A worker is gone: its sessions are no longer anywhere. */
+  /** A worker is gone: its sessions are no longer anywhere, and it watches no one. */
   forgetWorker(worker: number): void {
     for (const [user, entries] of this.directory) {
       const kept = entries.filter((e) => e.worker !== worker);
-      if (kept.length === 0) this.directory.delete(user);
-      else if (kept.length !== entries.length) this.directory.set(user, kept);
+      if (kept.length === entries.length) continue;
+      if (kept.length > 0) this.directory.set(user, kept);
+      else {
+        this.directory.delete(user);
+        this.presenceChanged(user, false);
+      }
+    }
+    for (const [user, workers] of this.watchers) {
+      workers.delete(worker);
+      if (workers.size === 0) this.watchers.delete(user);
     }
   }
+
+  async watch(user: string, worker: number): Promise<Presence> {
+    const workers = this.watchers.get(user);
+    if (workers) workers.add(worker);
+    else this.watchers.set(user, new Set([worker]));
+    return this.presenceOf(user);
+  }
+
+  unwatch(user: string, worker: number): void {
+    const workers = this.watchers.get(user);
+    if (!workers?.delete(worker)) return;
+    if (workers.size === 0) this.watchers.delete(user);
+  }
+
+  private presenceOf(user: string): Presence {
+    return { online: this.directory.has(user), since: this.presenceSince.get(user) ?? 0 };
+  }
+
+  private presenceChanged(user: string, online: boolean): void {
+    const since = this.clock();
+    this.presenceSince.set(user, since);
+    const workers = this.watchers.get(user);
+    if (workers) for (const w of workers) this.sink.presence(w, user, { online, since });
+  }
+
+  /** Users with at least one registered session. */
+  get onlineUsers(): number {
+    return this.directory.size;
+  }
+
+  // ------------------------------------------------------------ inboxes
 
   async append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
     const results = await this.store.append(requests);
@@ -117,20 +216,77 @@ export class Home {
     return this.store.read(user, afterSeq, limit);
   }
 
-  ack(user: string, device: string, seq: number): Promise<void> {
-    return this.store.ack(user, device, seq);
+  async ack(user: string, device: string, seq: number, previousSeq: number): Promise<void> {
+    await this.store.ack(user, device, seq);
+    this.sendReceipts(user, device, previousSeq, seq).catch(() => {
+      // Receipts are not stored: one the store could not look up is not sent.
+    });
   }
 
-  ephemeral(user: string, deliver: Uint8Array, except: SessionRef): void {
+  /**
+   * One RECEIPT per direct message addressed to `user` (not its own copies, group messages or messages
+   * to itself) in (fromSeq, toSeq], to the sender's connected devices; one write per sender and page.
+   */
+  private async sendReceipts(user: string, device: string, fromSeq: number, toSeq: number): Promise<void> {
+    let after = fromSeq;
+    while (after < toSeq) {
+      const page = await this.store.read(user, after, Math.min(RECEIPT_PAGE, toSeq - after));
+      if (page.length === 0) return;
+      const bySender = new Map<string, Uint8Array[]>();
+      const now = this.clock();
+      for (const m of page) {
+        after = m.seq;
+        if (m.seq > toSeq) break;
+        if (m.to !== user || m.from === user) continue;
+        const frame = encodeFrame({
+          type: 'RECEIPT',
+          by: user,
+          byDevice: device,
+          fromDevice: m.fromDevice,
+          clientMsgId: m.clientMsgId,
+          timestamp: now,
+        });
+        const list = bySender.get(m.from);
+        if (list) list.push(frame);
+        else bySender.set(m.from, [frame]);
+      }
+      for (const [sender, frames] of bySender) this.routes.ephemeral(sender, concat(frames), NO_SESSION);
+    }
+  }
+
+  ephemeral(user: string, bytes: Uint8Array, except: SessionRef): void {
     const entries = this.directory.get(user);
-    if (entries) for (const w of workersOf(entries)) this.sink.ephemeral(w, user, deliver, except);
+    if (entries) for (const w of workersOf(entries)) this.sink.ephemeral(w, user, bytes, except);
   }
 
-  /** Users with at least one registered session. */
-  get onlineUsers(): number {
-    return this.directory.size;
+  // ------------------------------------------------------------ groups
+
+  join(group: string, user: string): Promise<void> {
+    return this.groups.join(group, user);
+  }
+
+  leave(group: string, user: string): Promise<void> {
+    return this.groups.leave(group, user);
+  }
+
+  sendGroup(group: string, message: GroupMessage): Promise<GroupOutcome> {
+    return this.groups.send(group, message, this.clock());
+  }
+
+  async ephemeralGroup(
+    group: string,
+    sender: string,
+    bytes: Uint8Array,
+    except: SessionRef,
+  ): Promise<GroupOutcome | null> {
+    const refused = await this.groups.check(group, sender);
+    if (refused) return refused;
+    for (const member of await this.groups.members(group)) this.routes.ephemeral(member, bytes, except);
+    return null;
   }
 }
+
+export type { GroupMessage, GroupOutcome };
 
 interface DirectoryEntry {
   device: string;
@@ -144,26 +300,13 @@ function workersOf(entries: readonly DirectoryEntry[]): number[] {
   return [...new Set(entries.map((e) => e.worker))];
 }
 
-/** One worker that is home to every user. */
-export class LocalHomes implements Homes {
-  constructor(readonly home: Home) {}
-
-  openSession(user: string, device: string, ref: SessionRef, now: number): Promise<DeviceState> {
-    return this.home.openSession(user, device, ref, now);
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
   }
-  closeSession(user: string, device: string, ref: SessionRef): void {
-    this.home.closeSession(user, device, ref);
-  }
-  append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
-    return this.home.append(requests);
-  }
-  read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
-    return this.home.read(user, afterSeq, limit);
-  }
-  ack(user: string, device: string, seq: number): Promise<void> {
-    return this.home.ack(user, device, seq);
-  }
-  ephemeral(user: string, deliver: Uint8Array, except: SessionRef): void {
-    this.home.ephemeral(user, deliver, except);
-  }
+  return out;
 }

@@ -31,6 +31,8 @@ export interface Limits {
   maxPendingSends: number;
   /** Messages read from the store per replay page. */
   replayPageSize: number;
+  /** Users one session may WATCH at once; a WATCH past it is ignored for the users over it. */
+  maxWatchedUsers: number;
   /** Per-session SEND rate limit, messages per second; 0 = none (the default). */
   rateLimitPerSecond: number;
   /** Inbox cap: messages (section 5, Retention). */
@@ -61,6 +63,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   writeHighWaterBytes: 1 * MiB,
   maxPendingSends: 1024,
   replayPageSize: 256,
+  maxWatchedUsers: 1000,
   rateLimitPerSecond: 0,
   inboxMaxMessages: 10_000,
   inboxMaxBytes: 64 * MiB,

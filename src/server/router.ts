@@ -12,7 +12,7 @@
 import type { Logger } from 'pino';
 import { type AcceptedFrame, ErrorCode, encodeFrame, SbpError, type SendFrame } from '../protocol/index.js';
 import type { AppendRequest, AppendResult, DeviceState, StoredMessage } from '../store/inbox-store.js';
-import type { Homes, SessionRef } from './home.js';
+import type { Homes, Presence, SessionRef } from './home.js';
 
 /** What the router needs of a session. */
 export interface RoutedSession {
@@ -27,6 +27,14 @@ export interface RoutedSession {
   replaced(): void;
   /** The user's home restarted: register there again and catch up on what was stored meanwhile. */
   reattach(): void;
+  /** A user this session watches is (still, or now) online or offline. */
+  presence(user: string, presence: Presence): void;
+}
+
+/** The sessions of this worker watching one user, and that user's presence as last heard from its home. */
+interface Watched {
+  sessions: Set<RoutedSession>;
+  presence: Presence | null;
 }
 
 /** One SEND waiting for its turn to append the sender's own copy. */
@@ -44,6 +52,8 @@ export class Router {
   private readonly sessionsBySid = new Map<number, RoutedSession>();
   /** Per sending session: own-copy appends in SEND order. */
   private readonly ownCopyQueues = new WeakMap<RoutedSession, OwnCopy[]>();
+  /** Watched user → this worker's watchers; the home knows only that this worker watches. */
+  private readonly watched = new Map<string, Watched>();
   private nextSid = 1;
 
   /** How users' homes are reached; set once, right after construction (homes announce back to the router). */
@@ -118,6 +128,61 @@ export class Router {
     this.sessionsBySid.get(sid)?.replaced();
   }
 
+  /** A watched user's presence changed (or was first heard of): every watcher here gets it. */
+  presence(user: string, presence: Presence): void {
+    const w = this.watched.get(user);
+    if (!w) return;
+    w.presence = presence;
+    for (const s of w.sessions) s.presence(user, presence);
+  }
+
+  // ------------------------------------------------------------ presence
+
+  /** `session` watches `users`: each gets PRESENCE at once (as soon as the home answers) and on every change. */
+  watch(session: RoutedSession, users: readonly string[]): void {
+    for (const user of users) {
+      let w = this.watched.get(user);
+      if (!w) {
+        w = { sessions: new Set(), presence: null };
+        this.watched.set(user, w);
+        this.askHome(user, w);
+      }
+      w.sessions.add(session);
+      if (w.presence) session.presence(user, w.presence);
+    }
+  }
+
+  unwatch(session: RoutedSession, users: Iterable<string>): void {
+    for (const user of users) {
+      const w = this.watched.get(user);
+      if (!w?.sessions.delete(session) || w.sessions.size > 0) continue;
+      this.watched.delete(user);
+      this.homes.unwatch(user, this.worker);
+    }
+  }
+
+  /** A home restarted (its watchers are gone): the users this worker watches there are registered again. */
+  watchAgain(homedThere: (user: string) => boolean): void {
+    for (const [user, w] of this.watched) if (homedThere(user)) this.askHome(user, w);
+  }
+
+  private askHome(user: string, w: Watched): void {
+    this.homes.watch(user, this.worker).then(
+      (presence) => {
+        if (this.watched.get(user) !== w) return;
+        const known = w.presence;
+        if (known && known.online === presence.online && known.since === presence.since) return;
+        this.presence(user, presence);
+      },
+      (err) => {
+        this.log.warn({ err: (err as Error)?.message, user }, 'could not watch; retrying');
+        setTimeout(() => {
+          if (this.watched.get(user) === w) this.askHome(user, w);
+        }, 1000).unref();
+      },
+    );
+  }
+
   // ------------------------------------------------------------ sending
 
   /** Stores a durable direct SEND in both inboxes; resolves with the ACCEPTED to answer, or throws SbpError. */
@@ -161,8 +226,31 @@ export class Router {
     };
   }
 
-  /** An ephemeral SEND: to the addressee's connected devices and the sender's other ones, seq 0. */
-  sendEphemeral(sender: RoutedSession, frame: SendFrame): void {
+  /**
+   * Stores a durable group SEND in every member's inbox (at the group's home); resolves with the
+   * ACCEPTED to answer, or throws SbpError (INVALID_ADDRESS, NOT_A_MEMBER, STORE_UNAVAILABLE).
+   */
+  async sendGroup(sender: RoutedSession, frame: SendFrame): Promise<AcceptedFrame> {
+    const outcome = await this.homes.sendGroup(frame.to, {
+      from: sender.user,
+      fromDevice: sender.device,
+      clientMsgId: frame.clientMsgId,
+      payload: frame.payload,
+    });
+    if (outcome.status === 'refused') throw new SbpError(outcome.code, outcome.message, frame.clientMsgId);
+    return {
+      type: 'ACCEPTED',
+      clientMsgId: frame.clientMsgId,
+      flags: outcome.duplicate ? 1 : 0,
+      timestamp: outcome.timestamp,
+    };
+  }
+
+  /**
+   * An ephemeral SEND: to the addressee's connected devices (a group's: every member's) and the sender's
+   * other ones, seq 0. Rejects with SbpError when a group refuses it.
+   */
+  async sendEphemeral(sender: RoutedSession, frame: SendFrame): Promise<void> {
     const bytes = encodeFrame({
       type: 'DELIVER',
       seq: 0,
@@ -173,6 +261,11 @@ export class Router {
       to: frame.to,
       payload: frame.payload,
     });
+    if (frame.to.startsWith('#')) {
+      const refused = await this.homes.ephemeralGroup(frame.to, sender.user, bytes, sender.ref);
+      if (refused?.status === 'refused') throw new SbpError(refused.code, refused.message, frame.clientMsgId);
+      return;
+    }
     this.homes.ephemeral(frame.to, bytes, sender.ref);
     if (frame.to !== sender.user) this.homes.ephemeral(sender.user, bytes, sender.ref);
   }

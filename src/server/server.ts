@@ -30,7 +30,7 @@ import {
 import { WriteBatcher } from '../transport/write-batcher.js';
 import { type Authenticator, isLoopbackHost } from './auth.js';
 import { openFileLimit } from './fd-limit.js';
-import { Home, type Homes, LocalHomes, type WorkerSink } from './home.js';
+import { Home, type Homes, type WorkerSink } from './home.js';
 import type { Limits } from './limits.js';
 import { Router } from './router.js';
 import { Session, type SessionContext } from './session.js';
@@ -107,9 +107,7 @@ export class SwitchboardServer {
       pendingHttp.delete(this);
     };
     this.router = new Router(opts.worker ?? 0, opts.log);
-    this.router.homes = opts.homes
-      ? opts.homes(this.router)
-      : new LocalHomes(new Home(opts.store, localSink(this.router)));
+    this.router.homes = opts.homes ? opts.homes(this.router) : new Home(opts.store, localSink(this.router));
     const fdLimit = openFileLimit();
     const derived = fdLimit ? Math.max(16, fdLimit - opts.limits.reservedFds) : 1_000_000;
     const configured = opts.limits.maxConnections;
@@ -407,6 +405,7 @@ function localSink(router: Router): WorkerSink {
     stored: (_w, inbox, message) => router.stored(inbox, message),
     ephemeral: (_w, user, deliver, except) => router.ephemeral(user, deliver, except),
     replace: (_w, _user, _device, sid) => router.replace(sid),
+    presence: (_w, user, presence) => router.presence(user, presence),
   };
 }
 

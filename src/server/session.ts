@@ -22,7 +22,7 @@ import {
 } from '../protocol/index.js';
 import type { Connection, ConnectionHandler } from '../transport/connection.js';
 import type { Authenticator } from './auth.js';
-import type { SessionRef } from './home.js';
+import type { Presence, SessionRef } from './home.js';
 import type { Limits } from './limits.js';
 import { type RoutedSession, type Router, storeError } from './router.js';
 import type { TimerEntry, TimerWheel } from './timer-wheel.js';
@@ -88,6 +88,17 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   private ackedSeq = 0;
   /** Answers to this session's SENDs in SEND order, written as the first ones become ready. */
   private answers: AnswerSlot[] = [];
+  /**
+   * Durable SENDs held back, in order: a group SEND starts once every earlier SEND is stored, and later
+   * ones wait for it, so every inbox gets this session's messages in SEND order (direct messages alone
+   * are pipelined; a group's copies are written by the group's home, on other paths).
+   */
+  private held: { frame: SendFrame; slot: AnswerSlot }[] = [];
+  /** Durable SENDs started and not yet answered. */
+  private sending = 0;
+  private groupSending = false;
+  /** The users this session watches (PROTOCOL.md section 6). */
+  private watching: Set<string> | null = null;
   /** Seqs DELIVERed and not yet covered by an ACK, ascending. */
   private inflight: number[] = [];
   private reading = false;
@@ -168,6 +179,9 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     this.state = State.Closed;
     this.ctx.wheel.cancel(this);
     if (this.user) this.ctx.router.close(this);
+    if (this.watching) this.ctx.router.unwatch(this, this.watching);
+    this.watching = null;
+    this.held = [];
     this.inflight = [];
     this.queued = null;
     this.ctx.onSessionClosed(this);
@@ -240,18 +254,53 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
         this.fail(ErrorCode.PROTOCOL_VIOLATION, 'HELLO after WELCOME');
         return;
       case 'WATCH':
+        this.onWatch(frame.users);
+        return;
       case 'UNWATCH':
-        // Presence arrives with the messaging-features work; until then WATCH is accepted and silent.
+        if (this.watching) {
+          const gone = frame.users.filter((u) => this.watching!.delete(u));
+          this.ctx.router.unwatch(this, gone);
+        }
         return;
       case 'JOIN':
       case 'LEAVE':
-        this.requestError(
-          ErrorCode.INVALID_ADDRESS,
-          frame.ref,
-          'groups are not available on this server yet',
-        );
+        this.onMembership(frame.type, frame.ref, frame.group);
         return;
     }
+  }
+
+  /** Watches up to maxWatchedUsers users; a WATCH beyond that is ignored for the users over it. */
+  private onWatch(users: readonly string[]): void {
+    this.watching ??= new Set();
+    const room = this.ctx.limits.maxWatchedUsers - this.watching.size;
+    const added = users.filter((u) => !this.watching!.has(u)).slice(0, Math.max(0, room));
+    for (const u of added) this.watching.add(u);
+    // Users already watched get their PRESENCE again too (a WATCH always answers at once).
+    this.ctx.router.watch(
+      this,
+      users.filter((u) => this.watching!.has(u)),
+    );
+  }
+
+  presence(user: string, presence: Presence): void {
+    if (this.state !== State.Live || !this.watching?.has(user)) return;
+    this.write(
+      encodeFrame({ type: 'PRESENCE', user, online: presence.online ? 1 : 0, since: presence.since }),
+    );
+  }
+
+  private onMembership(kind: 'JOIN' | 'LEAVE', ref: number, group: string): void {
+    const homes = this.ctx.router.homes;
+    (kind === 'JOIN' ? homes.join(group, this.user) : homes.leave(group, this.user)).then(
+      () => {
+        if (this.state === State.Live) this.write(encodeFrame({ type: 'DONE', ref }));
+      },
+      (err) => {
+        this.ctx.log.warn({ err: (err as Error)?.message, user: this.user, group }, `${kind} failed`);
+        const e = storeError(err, ref);
+        if (this.state === State.Live) this.requestError(e.code, ref, e.message);
+      },
+    );
   }
 
   private async hello(frame: HelloFrame): Promise<void> {
@@ -319,10 +368,6 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       );
       return;
     }
-    if (frame.to.startsWith('#')) {
-      this.answerSend(errorFrame(ErrorCode.INVALID_ADDRESS, ref, `group ${frame.to} does not exist`));
-      return;
-    }
     if (limits.rateLimitPerSecond > 0 && !this.takeToken()) {
       this.answerSend(
         errorFrame(ErrorCode.RATE_LIMITED, ref, `over ${limits.rateLimitPerSecond} messages/s`),
@@ -330,7 +375,10 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       return;
     }
     if (frame.flags & SEND_FLAG_EPHEMERAL) {
-      router.sendEphemeral(this, frame);
+      router.sendEphemeral(this, frame).catch((err) => {
+        const e = storeError(err, ref);
+        if (this.state === State.Live) this.requestError(e.code, ref, e.message);
+      });
       return;
     }
     if (this.sendBarrier > 0) {
@@ -352,21 +400,46 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     if (this.pendingSends >= limits.maxPendingSends) this.pauseReading();
     const slot: AnswerSlot = { bytes: null };
     this.answers.push(slot);
-    router.sendDirect(this, frame).then(
-      (accepted) => {
-        this.pendingSends--;
-        this.fillAnswer(slot, encodeFrame(accepted));
-        this.maybeResumeReading();
-      },
+    if (frame.to.startsWith('#') || this.held.length > 0 || this.groupSending) {
+      this.held.push({ frame, slot });
+      this.startHeld();
+    } else this.startSend(frame, slot);
+  }
+
+  /** Starts held SENDs in order, as far as the group rule allows (see `held`). */
+  private startHeld(): void {
+    while (this.held.length > 0 && !this.groupSending) {
+      const next = this.held[0]!;
+      const group = next.frame.to.startsWith('#');
+      if (group && this.sending > 0) return;
+      this.held.shift();
+      if (group) this.groupSending = true;
+      this.startSend(next.frame, next.slot);
+    }
+  }
+
+  private startSend(frame: SendFrame, slot: AnswerSlot): void {
+    const ref = frame.clientMsgId;
+    const group = frame.to.startsWith('#');
+    const router = this.ctx.router;
+    this.sending++;
+    const settled = (answer: Uint8Array): void => {
+      this.sending--;
+      this.pendingSends--;
+      if (group) this.groupSending = false;
+      this.fillAnswer(slot, answer);
+      if (this.held.length > 0 && this.state === State.Live) this.startHeld();
+      this.maybeResumeReading();
+    };
+    (group ? router.sendGroup(this, frame) : router.sendDirect(this, frame)).then(
+      (accepted) => settled(encodeFrame(accepted)),
       (err) => {
-        this.pendingSends--;
         const e = storeError(err, ref);
         if (e.code === ErrorCode.STORE_UNAVAILABLE) {
           this.ctx.log.warn({ err: (err as Error)?.message, user: this.user }, 'append failed');
           if (this.sendBarrier === 0 || ref < this.sendBarrier) this.sendBarrier = ref;
         }
-        this.fillAnswer(slot, errorFrame(e.code, ref, e.message));
-        this.maybeResumeReading();
+        settled(errorFrame(e.code, ref, e.message));
       },
     );
   }
@@ -399,11 +472,12 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       return;
     }
     if (frame.seq <= this.ackedSeq) return;
+    const previous = this.ackedSeq;
     this.ackedSeq = frame.seq;
     let i = 0;
     while (i < this.inflight.length && this.inflight[i]! <= frame.seq) i++;
     if (i > 0) this.inflight.splice(0, i);
-    this.ctx.router.homes.ack(this.user, this.device, frame.seq).catch((err) => {
+    this.ctx.router.homes.ack(this.user, this.device, frame.seq, previous).catch((err) => {
       // Kept in memory (ackedSeq); at worst the messages are delivered again (at-least-once).
       this.ctx.log.warn({ err, user: this.user }, 'ack not written');
     });
@@ -453,7 +527,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
         if (this.state !== State.Live) return;
         // An ACK the old home may not have written is written again (the cursor only moves forward).
         if (this.ackedSeq > device.ackedSeq)
-          router.homes.ack(this.user, this.device, this.ackedSeq).catch(() => {});
+          router.homes.ack(this.user, this.device, this.ackedSeq, this.ackedSeq).catch(() => {});
         if (device.lastSeq > this.lastKnownSeq) this.lastKnownSeq = device.lastSeq;
         this.pump();
       },

@@ -352,8 +352,7 @@ describe('SDK against a server', () => {
     assert.deepEqual(secondErrors, []);
   });
 
-  // The server answers JOIN with "groups are not available on this server yet" until its messaging-features work lands.
-  test('joins a group and sends to it', { todo: 'groups are not served yet' }, async () => {
+  test('joins a group, sends to it, leaves it', async () => {
     const a = client(server, 'ann7', 'phone');
     const b = client(server, 'ben7', 'phone');
     const got = messages(b);
@@ -364,7 +363,19 @@ describe('SDK against a server', () => {
     await until(() => got.length === 1, 'the group message');
     assert.equal(got[0]!.to, '#team7');
     await b.leave('#team7');
-    await assert.rejects(a.join('nogroup'), (e: SwitchboardError) => e.codeName === 'INVALID_ADDRESS');
+    await a.send('#team7', 'only me now');
+    await b.leave('#team7'); // leaving again is DONE too
+    await a.leave('#team7');
+    await assert.rejects(a.send('#team7', 'gone'), (e: SwitchboardError) => e.codeName === 'INVALID_ADDRESS');
+    await assert.rejects(
+      b.send('#no-such-team7', 'x'),
+      (e: SwitchboardError) => e.codeName === 'INVALID_ADDRESS',
+    );
+    await sleep(200);
+    assert.deepEqual(
+      got.map((m) => m.to),
+      ['#team7'],
+    );
   });
 });
 

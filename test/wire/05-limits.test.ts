@@ -1,7 +1,7 @@
 /**
  * Limits and keep-alive (PROTOCOL.md sections 2.2, 4.5, 4.6, 5 "Payload size", 7): PAYLOAD_TOO_LARGE
  * keeps the session, FRAME_TOO_LARGE closes it, SERVER_FULL, IDLE_TIMEOUT, PING/PONG, BYE, and a SEND
- * to a group (groups come later) → INVALID_ADDRESS.
+ * to a group that does not exist → INVALID_ADDRESS.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -140,7 +140,7 @@ describe('limits (--max-payload 1KiB)', () => {
     assert.equal(a.frames.filter((f) => f.type === 'ERROR').length, 0);
   });
 
-  it('a SEND to a group → ERROR INVALID_ADDRESS with ref; the session stays open', async () => {
+  it('a SEND to a group that does not exist → ERROR INVALID_ADDRESS with ref; the session stays open', async () => {
     const { client: a } = await open('l7-amy', 'phone');
     a.sendText(31, '#team', 'hello team');
     await a.expectError('INVALID_ADDRESS', { ref: 31 });

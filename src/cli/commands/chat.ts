@@ -1,7 +1,8 @@
 /**
  * `switchboard chat --user alice`: an interactive terminal client. A line sends to the current peer
  * (`/to bob` or `/to #group`); incoming messages show local time and sender; ✓ marks a message the
- * server accepted; typing indicators (ephemeral "typing") both ways; reconnects by itself.
+ * server accepted, ✓✓ one a device of the peer has received; typing indicators (ephemeral "typing")
+ * both ways; the peer's presence; messages sent from the user's other devices; reconnects by itself.
  */
 import readline from 'node:readline';
 import type { Command } from 'commander';
@@ -68,6 +69,8 @@ async function runChat(flags: ChatFlags): Promise<number> {
     }
   };
 
+  /** Texts of the messages sent from this device, by clientMsgId, until a receipt shows them again. */
+  const sentTexts = new Map<number, string>();
   const typingShown = new Map<string, number>();
   const show = (m: Message): void => {
     if (m.ephemeral && m.text === TYPING) {
@@ -87,6 +90,26 @@ async function runChat(flags: ChatFlags): Promise<number> {
 
   let wasConnected = false;
   client.on('message', show);
+  client.on('receipt', (r) => {
+    if (r.fromDevice !== client.device) return;
+    const text = sentTexts.get(r.clientMsgId);
+    if (text === undefined) return;
+    sentTexts.delete(r.clientMsgId);
+    print(`   ✓✓ ${r.by} got: ${truncate(text)}`);
+  });
+  client.on('presence', (p) => {
+    if (p.user !== peer) return;
+    const when = p.since ? ` since ${formatTime(p.since)}` : '';
+    print(`-- ${p.user} is ${p.online ? 'online' : 'offline'}${when}`);
+  });
+  /** Talks to `to` from now on, watching the presence of a user (not of a group). */
+  const talkTo = (to: string): void => {
+    if (peer && !peer.startsWith('#')) client.unwatch([peer]);
+    peer = to;
+    if (!to.startsWith('#')) client.watch([to]);
+    setPrompt();
+  };
+  if (peer) talkTo(peer);
   client.on('connected', (info) => {
     print(`-- ${wasConnected ? 'reconnected' : 'connected'} to ${info.endpoint} as ${me}/${client.device}`);
     if (!wasConnected && !peer) print('-- /to <user> picks who to talk to; /help for more');
@@ -110,7 +133,11 @@ async function runChat(flags: ChatFlags): Promise<number> {
 
   const sendLine = (to: string, text: string): void => {
     lastTyping = 0;
-    client.send(to, text).then(
+    const remember = (id: number): void => {
+      if (sentTexts.size >= 1000) sentTexts.delete(sentTexts.keys().next().value!);
+      sentTexts.set(id, text);
+    };
+    client.send(to, text, { onId: remember }).then(
       (r) => print(`   ✓ ${truncate(text)}${r.duplicate ? ' (again)' : ''}`),
       (err) => {
         const { name, message } = describeError(err);
@@ -139,8 +166,7 @@ async function runChat(flags: ChatFlags): Promise<number> {
         print(HELP);
       } else if (cmd === '/to') {
         if (arg && /^#?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(arg)) {
-          peer = arg;
-          setPrompt();
+          talkTo(arg);
         } else {
           print('usage: /to <user|#group>');
         }
