@@ -1,4 +1,5 @@
 /** Flags shared by the client commands (send, listen, chat) and the SDK client they build from them. */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { type ClientOptions, SwitchboardClient, SwitchboardError } from '../client/client.js';
 import { defaultStateDir, FileStorage } from '../client/file-storage.js';
@@ -17,12 +18,18 @@ export interface CommonFlags {
   device?: string;
   token?: string;
   stateDir?: string;
+  ca?: string;
 }
 
 export function addCommonOptions(cmd: Command, defaultDevice: string): Command {
   return cmd
     .requiredOption('-u, --user <id>', 'your user id')
-    .option('-s, --server <host:port>', 'server address', DEFAULT_SERVER)
+    .option(
+      '-s, --server <host:port>',
+      'server address (tls://host:port for a server with --tls-cert)',
+      DEFAULT_SERVER,
+    )
+    .option('--ca <file>', 'PEM certificate authority to trust for tls:// (e.g. a self-signed server)')
     .option('-d, --device <id>', 'device name', defaultDevice)
     .option('--token <jwt>', 'token for a server with a secret (or SWITCHBOARD_TOKEN)')
     .option(
@@ -70,7 +77,10 @@ export function makeClient(flags: CommonFlags, extra: Partial<ClientOptions> = {
     user,
     device,
     token: flags.token ?? process.env.SWITCHBOARD_TOKEN ?? '',
-    transport: new TcpTransport({ connectTimeoutMs: 5_000 }),
+    transport: new TcpTransport({
+      connectTimeoutMs: 5_000,
+      tls: flags.ca ? { ca: readFileSync(flags.ca) } : undefined,
+    }),
     storage: new FileStorage(flags.stateDir ?? defaultStateDir(), flags.server, user, device),
     ...extra,
   });

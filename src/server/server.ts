@@ -7,15 +7,19 @@ import {
   createServer as createHttpServer,
   type Server as HttpServer,
   type IncomingMessage,
+  type ServerResponse,
   STATUS_CODES,
 } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createTcpServer, type Socket, type Server as TcpServer } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer, type Server as WsServer } from 'ws';
 import { ErrorCode, type ErrorCodeValue, encodeFrame } from '../protocol/index.js';
 import type { InboxStore } from '../store/inbox-store.js';
 import { TcpConnection } from '../transport/tcp.js';
+import { TlsHandshakeDeadline } from '../transport/tls-deadline.js';
 import {
   CLOSE_ERROR_BASE,
   isEndpointPath,
@@ -57,6 +61,8 @@ export interface ServerOptions {
   purgeIntervalMs?: number;
   /** The built web client, served at / on the HTTP port (none when unset). */
   webRoot?: string;
+  /** TLS on both ports (SBP over TLS, HTTPS and wss://): a PEM certificate chain and its key. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /**
@@ -87,7 +93,7 @@ export class SwitchboardServer {
   private readonly maxConnections: number;
   private readonly closeCounts = new Map<string, number>();
   private tcp: TcpServer | null = null;
-  private http: HttpServer | null = null;
+  private http: HttpServer | HttpsServer | null = null;
   private purgeTimer: ReturnType<typeof setInterval> | null = null;
   private shuttingDown = false;
   private allClosed: (() => void) | null = null;
@@ -131,23 +137,34 @@ export class SwitchboardServer {
   async listen(): Promise<{ port: number; httpPort: number }> {
     const { opts } = this;
     this.wheel.start();
-    this.tcp = createTcpServer({ noDelay: true, highWaterMark: opts.limits.writeHighWaterBytes }, (socket) =>
-      this.accept(socket),
-    );
+    const handshakeMs = opts.limits.handshakeTimeoutMs;
+    // With TLS a session starts once the TLS handshake is done, and the same deadline from the TCP accept
+    // covers both handshakes (TlsHandshakeDeadline), so a client that connects and never sends costs no more.
+    const tls = opts.tls ? { cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: handshakeMs } : null;
+    const tlsDeadline = tls ? new TlsHandshakeDeadline(handshakeMs) : null;
+    const socketOptions = { noDelay: true, highWaterMark: opts.limits.writeHighWaterBytes };
+    if (tls) {
+      const server = createTlsServer({ ...socketOptions, ...tls });
+      tlsDeadline!.watch(server);
+      server.on('secureConnection', (socket: TLSSocket) => this.accept(socket, tlsDeadline!.secured(socket)));
+      server.on('tlsClientError', (err) => opts.log.debug({ err: err.message }, 'TLS handshake failed'));
+      this.tcp = server;
+    } else {
+      this.tcp = createTcpServer(socketOptions, (socket) => this.accept(socket));
+    }
     await listenOn(this.tcp, opts.port, opts.host, opts.limits.listenBacklog);
     // EMFILE and friends on accept: logged, never fatal (the cap keeps us below the fd limit).
     this.tcp.on('error', (err) => opts.log.error({ err }, 'listener error'));
     // A connection that never completes its request (an upgrade sent slowly or not at all) is cut at the
     // handshake deadline, counted from the accept like the TCP one (PROTOCOL.md section 1): by
     // cutPendingHttp, and by Node's own request timeouts as a backstop.
-    const handshakeMs = opts.limits.handshakeTimeoutMs;
     const httpOptions = {
       headersTimeout: handshakeMs,
       requestTimeout: handshakeMs,
       connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(handshakeMs / 10))),
     };
     const webClient = opts.webRoot ? staticFiles(opts.webRoot) : null;
-    this.http = createHttpServer(httpOptions, (req, res) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       if (isEndpointPath(req.url)) {
         res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'upgrade' });
         res.end(`a WebSocket endpoint: upgrade with the subprotocol ${WS_SUBPROTOCOL}\n`);
@@ -165,7 +182,10 @@ export class SwitchboardServer {
       }
       if (webClient?.(req, res)) return;
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-    });
+    };
+    this.http = tls
+      ? createHttpsServer({ ...httpOptions, ...tls }, onRequest)
+      : createHttpServer(httpOptions, onRequest);
     this.wss = new WebSocketServer({
       noServer: true,
       WebSocket: SbpWebSocket,
@@ -180,7 +200,10 @@ export class SwitchboardServer {
       // A text message is refused whatever it holds (PROTOCOL_VIOLATION, 1003): no need to validate it.
       skipUTF8Validation: true,
     });
-    this.http.on('connection', (socket: Socket) => this.acceptHttp(socket));
+    // Over TLS the socket that upgrades is the TLS one: it is tracked from the end of its TLS handshake.
+    this.http.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => this.acceptHttp(socket));
+    if (tls)
+      this.http.on('tlsClientError', (err) => opts.log.debug({ err: err.message }, 'TLS handshake failed'));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.upgrade(req, socket as Socket, head),
     );
@@ -195,6 +218,7 @@ export class SwitchboardServer {
         httpPort,
         maxConnections: this.maxConnections,
         auth: opts.auth.open ? 'open' : 'jwt',
+        tls: !!tls,
       },
       'listening',
     );
@@ -202,7 +226,7 @@ export class SwitchboardServer {
   }
 
   /** Admission control before any session state is allocated. */
-  private accept(socket: Socket): void {
+  private accept(socket: Socket, acceptedAt?: number): void {
     const refused = this.admission();
     if (refused) {
       socket.on('error', () => {});
@@ -211,7 +235,7 @@ export class SwitchboardServer {
       return;
     }
     const conn = new TcpConnection(socket, this.batcher, this.opts.limits.writeHighWaterBytes);
-    this.sessions.add(new Session(conn, this.ctx));
+    this.sessions.add(new Session(conn, this.ctx, acceptedAt));
   }
 
   /** SERVER_FULL or SHUTTING_DOWN when a new connection may not have a session, else null. */
@@ -235,18 +259,17 @@ export class SwitchboardServer {
   }
 
   /** An HTTP connection: its accept time is kept for the handshake deadline of an upgrade on it. */
-  private acceptHttp(socket: Socket): void {
+  private acceptHttp(socket: Socket, acceptedAt = Date.now()): void {
     if (this.pendingHttp.size >= MAX_PENDING_HTTP) {
       socket.on('error', () => {});
       socket.end(httpResponse(503, 'too many connections in progress, retry later'));
       socket.destroySoon();
       return;
     }
-    const now = Date.now();
-    this.pendingHttp.set(socket, now);
+    this.pendingHttp.set(socket, acceptedAt);
     socket.once('close', this.onPendingHttpClose);
     if (this.pendingHttpDeadline.timerSlot < 0) {
-      this.wheel.schedule(this.pendingHttpDeadline, now + this.opts.limits.handshakeTimeoutMs);
+      this.wheel.schedule(this.pendingHttpDeadline, acceptedAt + this.opts.limits.handshakeTimeoutMs);
     }
   }
 

@@ -136,9 +136,10 @@ describe('SDK pieces', () => {
   });
 
   test('parseEndpoint', () => {
-    assert.deepEqual(parseEndpoint('example.org:7000'), { host: 'example.org', port: 7000 });
-    assert.deepEqual(parseEndpoint('[::1]:7070'), { host: '::1', port: 7070 });
-    assert.deepEqual(parseEndpoint('localhost'), { host: 'localhost', port: 7070 });
+    assert.deepEqual(parseEndpoint('example.org:7000'), { host: 'example.org', port: 7000, tls: false });
+    assert.deepEqual(parseEndpoint('[::1]:7070'), { host: '::1', port: 7070, tls: false });
+    assert.deepEqual(parseEndpoint('localhost'), { host: 'localhost', port: 7070, tls: false });
+    assert.deepEqual(parseEndpoint('tls://example.org:7443'), { host: 'example.org', port: 7443, tls: true });
     assert.throws(() => parseEndpoint('host:99999'));
   });
 });

@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +26,8 @@ export interface StartServerOptions {
   readyTimeoutMs?: number;
   /** Worker processes (default: SWITCHBOARD_TEST_WORKERS, else 1), unless `args` has --workers. */
   workers?: number;
+  /** 'https' for a server started with --tls-cert (its certificate is not checked by the readiness probe). */
+  healthScheme?: 'http' | 'https';
 }
 
 /** The worker count tests run the server with: CI runs the suites with 1 and with 4. */
@@ -109,7 +112,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
       removeData();
       throw new Error(`server exited with ${exitCode} before it was ready:\n${out}`);
     }
-    if (await healthy(httpPort)) break;
+    if (await healthy(httpPort, opts.healthScheme)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       await exited;
@@ -184,10 +187,19 @@ function alive(pid: number): boolean {
   }
 }
 
-function healthy(httpPort: number): Promise<boolean> {
+function healthy(httpPort: number, scheme: 'http' | 'https' = 'http'): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = http.get(
-      { host: '127.0.0.1', port: httpPort, path: '/healthz', agent: false, timeout: 1_000 },
+    const get = scheme === 'https' ? https.get : http.get;
+    const req = get(
+      {
+        host: '127.0.0.1',
+        port: httpPort,
+        path: '/healthz',
+        agent: false,
+        timeout: 1_000,
+        // Readiness only: the tests check the certificate themselves.
+        rejectUnauthorized: false,
+      },
       (res) => {
         res.resume();
         resolve(res.statusCode === 200);

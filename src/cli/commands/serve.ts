@@ -1,6 +1,8 @@
 /** `switchboard serve`: the server on its embedded default (SQLite in ./data, TCP 7070, HTTP 7071). */
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import type { Logger } from 'pino';
@@ -37,6 +39,8 @@ interface ServeFlags {
   shutdownTimeout: string;
   semiSpace: string;
   webRoot: string;
+  tlsCert?: string;
+  tlsKey?: string;
   logLevel: string;
 }
 
@@ -91,6 +95,8 @@ export function registerServe(program: Command): void {
       'how long a graceful shutdown may take before the rest is killed',
       '10s',
     )
+    .option('--tls-cert <file>', 'PEM certificate (chain): TLS on both ports (SBP over TLS, https and wss)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--node-name <name>', "this machine's name in WELCOME's node (`<name>.w3`); none on one machine")
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (flags: ServeFlags) => {
@@ -140,6 +146,7 @@ function workerCount(flags: ServeFlags): number {
 async function startPrimary(flags: ServeFlags, log: Logger): Promise<void> {
   const workers = workerCount(flags);
   limitsFrom(flags, workers);
+  tlsFrom(flags);
   const secret = flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET;
   const exposed = [flags.host, flags.httpHost ?? flags.host].find((h) => !isLoopbackHost(h));
   if (!secret && exposed !== undefined) {
@@ -189,10 +196,24 @@ async function startWorker(flags: ServeFlags, log: Logger): Promise<void> {
         auth: makeAuthenticator(flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET),
         purgeIntervalMs: parseDuration(flags.purgeInterval),
         webRoot: flags.webRoot,
+        tls: tlsFrom(flags),
       },
     },
     log,
   );
+}
+
+/** The certificate and key of --tls-cert / --tls-key (both or neither), checked to form a TLS context. */
+function tlsFrom(flags: ServeFlags): { cert: Buffer; key: Buffer } | undefined {
+  if (!flags.tlsCert && !flags.tlsKey) return undefined;
+  if (!flags.tlsCert || !flags.tlsKey) throw new Error('--tls-cert and --tls-key go together');
+  const tls = { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey) };
+  try {
+    createSecureContext(tls);
+  } catch (err) {
+    throw new Error(`--tls-cert / --tls-key: ${(err as Error).message}`);
+  }
+  return tls;
 }
 
 function positiveInt(text: string, flag: string): number {
