@@ -100,7 +100,7 @@ export interface BackoffOptions {
 }
 
 export interface ClientOptions {
-  /** `host:port` (TCP) or whatever the transport understands; or several, tried in turn. */
+  /** `host:port` (TCP) or whatever the transport understands; or several: one picked at random, the next after a failure. */
   endpoint?: string;
   endpoints?: string[];
   user: string;
@@ -290,7 +290,7 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
   private closing: Promise<void> | null = null;
   private stopped = false;
   private conn: Connection | null = null;
-  private endpointIndex = 0;
+  private endpointIndex: number;
   private attempt = 0;
   private suggestedDelay: number | null = null;
   private reconnectTimer?: ReturnType<typeof setTimeout>;
@@ -324,6 +324,9 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
         ? [options.endpoint]
         : [];
     if (this.endpoints.length === 0) throw new TypeError('an endpoint is required');
+    // Clients of a fleet spread over its nodes: each starts at a random endpoint, then takes the next one
+    // after every lost or refused connection (SHUTTING_DOWN, SERVER_FULL: after the delay suggested).
+    this.endpointIndex = Math.floor(Math.random() * this.endpoints.length);
     this.user = options.user;
     this.device = options.device;
     this.transport = options.transport;
