@@ -30,7 +30,7 @@ else
   echo "== every suite, one worker"
   SWITCHBOARD_TEST_WORKERS=1 run unit store client wire cli cluster bench browser
   echo "== the suites against a real server, four workers"
-  SWITCHBOARD_TEST_WORKERS=4 run client wire cli cluster
+  SWITCHBOARD_TEST_WORKERS=4 run client wire cli cluster browser
   echo "== the wire suite over WebSocket, one worker"
   SWITCHBOARD_TEST_WORKERS=1 SWITCHBOARD_TEST_TRANSPORT=ws run wire
 fi

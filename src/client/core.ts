@@ -14,3 +14,4 @@ export {
   toBase64,
 } from './storage.js';
 export type { ClientTransport, TransportHandlers, TransportSocket } from './transport.js';
+export { WebSocketTransport, WS_SUBPROTOCOL } from './ws-transport.js';
