@@ -72,7 +72,7 @@ export interface WorkerSink {
   presence(worker: number, user: string, presence: Presence): void;
 }
 
-/** How many acknowledged messages a receipt lookup reads at a time. */
+/** How many receipts one lookup in the store returns at most. */
 const RECEIPT_PAGE = 512;
 
 /**
@@ -229,15 +229,12 @@ export class Home implements Homes {
    */
   private async sendReceipts(user: string, device: string, fromSeq: number, toSeq: number): Promise<void> {
     let after = fromSeq;
-    while (after < toSeq) {
-      const page = await this.store.read(user, after, Math.min(RECEIPT_PAGE, toSeq - after));
+    for (;;) {
+      const page = await this.store.receiptSources(user, after, toSeq, RECEIPT_PAGE);
       if (page.length === 0) return;
-      const bySender = new Map<string, Uint8Array[]>();
       const now = this.clock();
+      const bySender = new Map<string, Uint8Array[]>();
       for (const m of page) {
-        after = m.seq;
-        if (m.seq > toSeq) break;
-        if (m.to !== user || m.from === user) continue;
         const frame = encodeFrame({
           type: 'RECEIPT',
           by: user,
@@ -251,6 +248,8 @@ export class Home implements Homes {
         else bySender.set(m.from, [frame]);
       }
       for (const [sender, frames] of bySender) this.routes.ephemeral(sender, concat(frames), NO_SESSION);
+      if (page.length < RECEIPT_PAGE) return;
+      after = page[page.length - 1]!.seq;
     }
   }
 

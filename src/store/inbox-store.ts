@@ -41,6 +41,14 @@ export type AppendResult =
   /** The inbox is at its message or byte cap: nothing written. */
   | { status: 'full' };
 
+/** What a RECEIPT needs of a message: who sent it from which device, and its id there. */
+export interface ReceiptSource {
+  seq: number;
+  from: string;
+  fromDevice: string;
+  clientMsgId: number;
+}
+
 export interface DeviceState {
   /** Highest seq stored in the user's inbox so far (0 for a new inbox). */
   lastSeq: number;
@@ -65,6 +73,12 @@ export interface InboxStore {
   openDevice(user: string, device: string, now: number): Promise<DeviceState>;
   /** Messages with seq > afterSeq in seq order, at most `limit`. Purged messages are skipped. */
   read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]>;
+  /**
+   * The direct messages addressed to `user` by others (not its own copies of what it sent, not group
+   * messages, not notes to itself) with afterSeq < seq ≤ upToSeq, in seq order, at most `limit`: what an
+   * ACK over that range confirms to their senders (RECEIPT). Purged messages are skipped.
+   */
+  receiptSources(user: string, afterSeq: number, upToSeq: number, limit: number): Promise<ReceiptSource[]>;
   /** Moves the device's cursor forward to `seq` (never back). */
   ack(user: string, device: string, seq: number): Promise<void>;
   /** Highest seq stored for the user (0 when none). */
@@ -86,6 +100,25 @@ export interface InboxStore {
   members(group: string): Promise<string[]>;
   /** Commits what is pending and releases the engine. */
   close(): Promise<void>;
+}
+
+/**
+ * What "stored durably" promises (PROTOCOL.md section 5): `normal` survives a crash of any server
+ * process; `full` also a power loss (SQLite: fsync per commit; Redis: appendfsync always, checked).
+ */
+export type Durability = 'normal' | 'full';
+
+/** Why an append request is unusable (a programming error: rejected with TypeError), or null. */
+export function badAppend(r: AppendRequest | undefined): string | null {
+  if (r === null || typeof r !== 'object') return 'append request is not an object';
+  if (typeof r.inbox !== 'string') return 'inbox must be a string';
+  if (typeof r.from !== 'string') return 'from must be a string';
+  if (typeof r.fromDevice !== 'string') return 'fromDevice must be a string';
+  if (typeof r.to !== 'string') return 'to must be a string';
+  if (!Number.isSafeInteger(r.clientMsgId)) return 'clientMsgId must be a safe integer';
+  if (!Number.isSafeInteger(r.timestamp)) return 'timestamp must be an integer';
+  if (!(r.payload instanceof Uint8Array)) return 'payload must be a Uint8Array';
+  return null;
 }
 
 /** Raised by a backend that cannot reach its engine: the session answers STORE_UNAVAILABLE. */

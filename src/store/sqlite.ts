@@ -30,15 +30,16 @@ import Database from 'better-sqlite3';
 import {
   type AppendRequest,
   type AppendResult,
+  badAppend,
   type DeviceState,
+  type Durability,
   type InboxCaps,
   type InboxStore,
+  type ReceiptSource,
   type StoredMessage,
   StoreUnavailableError,
 } from './inbox-store.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from './shard.js';
-
-export type Durability = 'normal' | 'full';
 
 export interface SqliteInboxStoreOptions {
   /** Directory of the shard files; created if missing. */
@@ -128,6 +129,10 @@ const SQL = {
     FROM message
     WHERE user = ? AND seq > max(?, coalesce((SELECT purged_through FROM inbox WHERE user = ?), 0))
       AND payload IS NOT NULL
+    ORDER BY seq LIMIT ?`,
+  receiptSources: `SELECT seq, sender AS "from", sender_device AS fromDevice, client_msg_id AS clientMsgId
+    FROM message
+    WHERE user = ? AND seq > ? AND seq <= ? AND addr = ? AND sender <> ? AND payload IS NOT NULL
     ORDER BY seq LIMIT ?`,
   openDevice: `INSERT INTO device (user, device, acked_seq, last_seen, ack_pending) VALUES (?, ?, 0, ?, 0)
     ON CONFLICT (user, device) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen),
@@ -364,6 +369,10 @@ class Shard {
     return this.s.members.all(group) as string[];
   }
 
+  receiptSources(user: string, afterSeq: number, upToSeq: number, limit: number): ReceiptSource[] {
+    return this.s.receiptSources.all(user, afterSeq, upToSeq, user, user, limit) as ReceiptSource[];
+  }
+
   /** One bounded retention step in its own transaction; returns the work done (see purge()). */
   purge(cutoff: number, budget: number): number {
     return this.purgeTx(cutoff, budget);
@@ -457,18 +466,6 @@ function unavailable(err: unknown): StoreUnavailableError {
 
 function closedError(): StoreUnavailableError {
   return new StoreUnavailableError('the store is closed');
-}
-
-function badAppend(r: AppendRequest | undefined): string | null {
-  if (r === null || typeof r !== 'object') return 'append request is not an object';
-  if (typeof r.inbox !== 'string') return 'inbox must be a string';
-  if (typeof r.from !== 'string') return 'from must be a string';
-  if (typeof r.fromDevice !== 'string') return 'fromDevice must be a string';
-  if (typeof r.to !== 'string') return 'to must be a string';
-  if (!Number.isSafeInteger(r.clientMsgId)) return 'clientMsgId must be a safe integer';
-  if (!Number.isSafeInteger(r.timestamp)) return 'timestamp must be an integer';
-  if (!(r.payload instanceof Uint8Array)) return 'payload must be a Uint8Array';
-  return null;
 }
 
 /** The shard count recorded in an existing data folder (from shard-00.db), or null for a new one. */
@@ -676,6 +673,32 @@ export class SqliteInboxStore implements InboxStore {
     if (max === 0) return [];
     try {
       return shard.read(user, afterSeq, max);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async receiptSources(
+    user: string,
+    afterSeq: number,
+    upToSeq: number,
+    limit: number,
+  ): Promise<ReceiptSource[]> {
+    if (this.closed) throw closedError();
+    if (
+      typeof user !== 'string' ||
+      !Number.isFinite(afterSeq) ||
+      !Number.isFinite(upToSeq) ||
+      !(limit >= 0)
+    ) {
+      throw new TypeError('receiptSources(user: string, afterSeq: number, upToSeq: number, limit: number)');
+    }
+    const shard = this.shardFor(user);
+    if (shard instanceof Error) throw shard;
+    const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
+    if (max === 0 || upToSeq <= afterSeq) return [];
+    try {
+      return shard.receiptSources(user, afterSeq, upToSeq, max);
     } catch (err) {
       throw unavailable(err);
     }

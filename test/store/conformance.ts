@@ -467,6 +467,34 @@ export function inboxStoreConformance(name: string, open: OpenInboxStore): void 
       assert.equal((await again.openDevice(a, 'phone', t0)).ackedSeq, 1);
     });
 
+    it('lists receipt sources: direct messages from others, not own copies, group messages or notes to self', async () => {
+      const a = fresh('alice');
+      const t0 = Date.now();
+      const store = await openStore();
+      await store.append([
+        req(a, 'bob', 'phone', 1, t0),
+        { ...req(a, a, 'laptop', 2, t0), to: 'bob' },
+        { ...req(a, 'bob', 'phone', 3, t0), to: '#team' },
+        req(a, a, 'phone', 4, t0),
+        req(a, 'carol', 'tablet', 5, t0),
+        req(a, 'bob', 'phone', 6, t0),
+      ]);
+      assert.deepEqual(await store.receiptSources(a, 0, 6, 100), [
+        { seq: 1, from: 'bob', fromDevice: 'phone', clientMsgId: 1 },
+        { seq: 5, from: 'carol', fromDevice: 'tablet', clientMsgId: 5 },
+        { seq: 6, from: 'bob', fromDevice: 'phone', clientMsgId: 6 },
+      ]);
+      assert.deepEqual(
+        (await store.receiptSources(a, 1, 5, 100)).map((r) => r.seq),
+        [5],
+      );
+      assert.deepEqual(
+        (await store.receiptSources(a, 0, 6, 2)).map((r) => r.seq),
+        [1, 5],
+      );
+      assert.deepEqual(await store.receiptSources(a, 6, 6, 100), []);
+    });
+
     it('keeps group membership: join creates and is idempotent, leave by anyone is fine, empty means gone', async () => {
       const g = `#${fresh('team')}`;
       const [a, b] = [fresh('alice'), fresh('bob')];

@@ -1,0 +1,555 @@
+/**
+ * The networked InboxStore: Redis (one server) or Redis Cluster, through ioredis. Any number of server
+ * processes on any number of machines may share it: every rule that needs atomicity (dedupe, next seq,
+ * caps, reclaim at the cap, cursors) runs inside a Lua script on the user's own slot.
+ *
+ * Keys (keys.ts): each user's seven keys share the hash tag `{u:<user>}` (inbox state, messages, kept
+ * seqs, dedupe entries, their retention order, device cursors, device last-seen), a group's members are
+ * the set `{g:<#group>}:members`, and the retention sweep's index is 64 buckets `{p:k}` spread over the
+ * masters. Scripts (scripts.ts): `batch` (every write of one tick for one user), `purge` (one bounded sweep
+ * step for one user), `read`, and `index` (one user's entry in its bucket, newest generation wins).
+ *
+ * Batching and cost. Writes (append, ack, openDevice, join, leave) are queued and sent once per event-loop
+ * tick (on setImmediate): the writes of one tick for one user — however many appends, acks and HELLOs —
+ * are ONE `batch` EVALSHA (split only past 256 ops or 1 MiB), and ioredis auto-pipelining writes every
+ * command of the tick bound for one server in one pipeline. So a message costs 1/k of a script call, k
+ * being the messages to its inbox in that tick, and the commands of a tick share one round trip per server.
+ * A write's promise resolves when Redis has answered its script (the write is applied; with appendfsync
+ * always it is fsynced first). A script whose user's sweep due time changed (the first message into an empty
+ * inbox, the first ack since the last sweep, a HELLO, a sweep step) also returns an index generation; its `index` EVALSHA to the
+ * user's bucket follows in the background (no caller waits for it; the sweep and close() do). Reads are
+ * one command each (`read` EVALSHA, HGET, SMEMBERS), pipelined with the rest of their tick.
+ *
+ * Dedupe by (from, fromDevice, clientMsgId) per inbox; a message removed because every recent device
+ * acknowledged it keeps its dedupe entry (a tombstone) until it is older than the retention period, when
+ * the sweep drops the entry. Caps count the kept messages and their payload bytes.
+ *
+ * Sweep (purge): reads every bucket for users due before `now - retention` (pending acks are due at once),
+ * spreads the step's budget over them and runs `purge` for each; each step returns the units of work
+ * done, as the SQLite store counts them (0 = nothing left to do now).
+ *
+ * Faults (connection.ts): while Redis is unreachable every call rejects promptly with
+ * StoreUnavailableError; ioredis reconnects by itself and calls succeed again. A write whose reply was lost
+ * may have been applied: the caller's re-send gets 'duplicate' with the original seq.
+ */
+import type { Logger } from 'pino';
+import {
+  type AppendRequest,
+  type AppendResult,
+  badAppend,
+  type DeviceState,
+  type Durability,
+  type InboxCaps,
+  type InboxStore,
+  type ReceiptSource,
+  type StoredMessage,
+  StoreUnavailableError,
+} from './inbox-store.js';
+import { decodeMessage, encodeMessage } from './redis/codec.js';
+import {
+  checkDurability,
+  createClient,
+  parseStoreUrl,
+  RedisConfigError,
+  type StoreClient,
+} from './redis/connection.js';
+import {
+  bucketKeys,
+  bucketOf,
+  dedupeKey,
+  groupMembersKey,
+  inboxKey,
+  PURGE_BUCKETS,
+  userKeys,
+} from './redis/keys.js';
+import { BATCH_LUA, INDEX_LUA, PURGE_LUA, READ_LUA } from './redis/scripts.js';
+
+/** What the store logs through (a pino logger). */
+export type StoreLog = Pick<Logger, 'warn' | 'info' | 'debug'>;
+
+export interface RedisInboxStoreOptions {
+  /** `redis://host:port[/db]` or `redis-cluster://host:port,host:port,…` (optionally `user:password@`). */
+  url: string;
+  caps: InboxCaps;
+  /** 'full' refuses to open unless every master runs appendonly yes + appendfsync always. */
+  durability: Durability;
+  log?: StoreLog;
+  /** How long a command may wait for its reply before it is rejected, ms (default 1000). */
+  commandTimeoutMs?: number;
+}
+
+/** A batch script call carries at most this many ops or message bytes; more go into further calls. */
+const MAX_BATCH_OPS = 256;
+const MAX_BATCH_BYTES = 1024 * 1024;
+
+/** The scripts, as ioredis defines them on the client (…Buffer: bulk replies as Buffers). */
+interface Scripts {
+  sbBatchBuffer(...args: (string | Buffer)[]): Promise<unknown[]>;
+  sbPurgeBuffer(...args: string[]): Promise<unknown[]>;
+  sbReadBuffer(...args: string[]): Promise<unknown[]>;
+  sbIndex(...args: string[]): Promise<number>;
+}
+
+interface Settle<T> {
+  resolve(value: T): void;
+  reject(err: Error): void;
+}
+
+interface AppendCall extends Settle<AppendResult[]> {
+  results: AppendResult[];
+  left: number;
+  failed: boolean;
+}
+
+type UserOp =
+  | { kind: 'append'; req: AppendRequest; message: Buffer; call: AppendCall; index: number }
+  | { kind: 'ack'; device: string; seq: number; done: Settle<void> }
+  | { kind: 'open'; device: string; now: number; done: Settle<DeviceState> };
+
+interface UserBatch {
+  kind: 'user';
+  user: string;
+  ops: UserOp[];
+  bytes: number;
+}
+
+interface GroupBatch {
+  kind: 'group';
+  group: string;
+  ops: { join: boolean; user: string; done: Settle<void> }[];
+}
+
+export class RedisInboxStore implements InboxStore {
+  /** This tick's batches in call order, and the open (still growing) batch of each user and group. */
+  private queue: (UserBatch | GroupBatch)[] = [];
+  private readonly growingUsers = new Map<string, UserBatch>();
+  private readonly growingGroups = new Map<string, GroupBatch>();
+  private scheduled = false;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  /** Every command sent and not answered yet (copies that never reject), for close(). */
+  private readonly inflight = new Set<Promise<void>>();
+  /**
+   * Writes sent whose callers' promises are not settled yet, and index writes not answered yet: what a
+   * sweep step waits for, so that it sees what its caller has already seen acknowledged.
+   */
+  private readonly writes = new Set<Promise<void>>();
+  /** Index writes that failed, newest generation per user: sent again before the next sweep step. */
+  private readonly unsynced = new Map<string, { gen: number; due: string }>();
+  private readonly scripts: Scripts;
+
+  private constructor(
+    private readonly client: StoreClient,
+    private readonly caps: InboxCaps,
+  ) {
+    client.defineCommand('sbBatch', { numberOfKeys: 7, lua: BATCH_LUA });
+    client.defineCommand('sbPurge', { numberOfKeys: 7, lua: PURGE_LUA });
+    client.defineCommand('sbRead', { numberOfKeys: 2, lua: READ_LUA });
+    client.defineCommand('sbIndex', { numberOfKeys: 2, lua: INDEX_LUA });
+    this.scripts = client as unknown as Scripts;
+  }
+
+  /**
+   * Connects and checks the servers' AOF settings against `durability`; rejects (and lets go of the
+   * connection) when Redis cannot be reached or does not fit.
+   */
+  static async open(opts: RedisInboxStoreOptions): Promise<RedisInboxStore> {
+    const { maxMessages, maxBytes, retentionMs } = opts.caps;
+    if (!(maxMessages >= 0 && maxBytes >= 0 && retentionMs >= 0)) throw new RangeError('bad inbox caps');
+    const caps: InboxCaps = {
+      maxMessages: Math.min(maxMessages, Number.MAX_SAFE_INTEGER),
+      maxBytes: Math.min(maxBytes, Number.MAX_SAFE_INTEGER),
+      retentionMs: Math.min(retentionMs, Number.MAX_SAFE_INTEGER),
+    };
+    const client = createClient(parseStoreUrl(opts.url), opts.commandTimeoutMs ?? 1_000);
+    watchConnection(client, opts.log);
+    try {
+      await client.connect();
+      await checkDurability(client, opts.durability, opts.log);
+    } catch (err) {
+      client.disconnect();
+      throw err instanceof RedisConfigError ? err : unavailable(err);
+    }
+    return new RedisInboxStore(client, caps);
+  }
+
+  /** Queued for this tick's batch. The caller must not change the payload bytes until the promise settles. */
+  append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
+    if (this.closed) return Promise.reject(closedError());
+    const n = requests.length;
+    if (n === 0) return Promise.resolve([]);
+    const messages = new Array<Buffer>(n);
+    for (let i = 0; i < n; i++) {
+      const bad = badAppend(requests[i]);
+      if (bad !== null) return Promise.reject(new TypeError(bad));
+      try {
+        messages[i] = encodeMessage(requests[i]!);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return new Promise<AppendResult[]>((resolve, reject) => {
+      const call: AppendCall = { results: new Array(n), left: n, failed: false, resolve, reject };
+      for (let i = 0; i < n; i++) {
+        const req = requests[i]!;
+        this.enqueueUser(req.inbox, { kind: 'append', req, message: messages[i]!, call, index: i });
+      }
+    });
+  }
+
+  openDevice(user: string, device: string, now: number): Promise<DeviceState> {
+    if (this.closed) return Promise.reject(closedError());
+    if (typeof user !== 'string' || typeof device !== 'string' || !Number.isFinite(now)) {
+      return Promise.reject(new TypeError('openDevice(user: string, device: string, now: number)'));
+    }
+    return new Promise<DeviceState>((resolve, reject) => {
+      this.enqueueUser(user, { kind: 'open', device, now, done: { resolve, reject } });
+    });
+  }
+
+  ack(user: string, device: string, seq: number): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    if (typeof user !== 'string' || typeof device !== 'string' || !Number.isSafeInteger(seq)) {
+      return Promise.reject(new TypeError('ack(user: string, device: string, seq: integer)'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.enqueueUser(user, { kind: 'ack', device, seq, done: { resolve, reject } });
+    });
+  }
+
+  async read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+    if (this.closed) throw closedError();
+    if (typeof user !== 'string' || !Number.isFinite(afterSeq) || !(limit >= 0)) {
+      throw new TypeError('read(user: string, afterSeq: number, limit: number)');
+    }
+    const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
+    if (max === 0) return [];
+    const [, m, s] = userKeys(user);
+    const reply = await this.command(() => this.scripts.sbReadBuffer(s, m, String(afterSeq), String(max)));
+    const out: StoredMessage[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      out.push(decodeMessage(Number(reply[i]), reply[i + 1] as Buffer));
+    }
+    return out;
+  }
+
+  /** A read of the range, filtered here: receipts are rare next to reads, and need no script of their own. */
+  async receiptSources(
+    user: string,
+    afterSeq: number,
+    upToSeq: number,
+    limit: number,
+  ): Promise<ReceiptSource[]> {
+    const out: ReceiptSource[] = [];
+    let after = afterSeq;
+    while (out.length < limit && after < upToSeq) {
+      const page = await this.read(user, after, Math.min(512, upToSeq - after));
+      if (page.length === 0) break;
+      for (const m of page) {
+        after = m.seq;
+        if (m.seq > upToSeq || out.length >= limit) break;
+        if (m.to === user && m.from !== user) {
+          out.push({ seq: m.seq, from: m.from, fromDevice: m.fromDevice, clientMsgId: m.clientMsgId });
+        }
+      }
+    }
+    return out;
+  }
+
+  async lastSeq(user: string): Promise<number> {
+    if (this.closed) throw closedError();
+    if (typeof user !== 'string') throw new TypeError('lastSeq(user: string)');
+    return Number(await this.command(() => this.client.hget(inboxKey(user), 'last')));
+  }
+
+  join(group: string, user: string): Promise<void> {
+    return this.membership(true, group, user);
+  }
+
+  leave(group: string, user: string): Promise<void> {
+    return this.membership(false, group, user);
+  }
+
+  /** Sorted by UTF-8 bytes, as the SQLite store sorts them. */
+  async members(group: string): Promise<string[]> {
+    if (this.closed) throw closedError();
+    if (typeof group !== 'string') throw new TypeError('members(group: string)');
+    const members = await this.command(() => this.client.smembersBuffer(groupMembersKey(group)));
+    return members.sort(Buffer.compare).map((b) => b.toString('utf8'));
+  }
+
+  /**
+   * Sends what is queued and waits for it, then one bounded sweep step: the users due in every bucket
+   * (pending acks first, then the longest due), at most `maxMessages` of them, share the budget; each
+   * gets one `purge` script. Returns the units of work done (≤ maxMessages; 0 = nothing left now).
+   */
+  async purge(now: number, maxMessages: number): Promise<number> {
+    if (this.closed) throw closedError();
+    if (!Number.isFinite(now)) throw new TypeError('purge(now: number, maxMessages: number)');
+    const budget = Math.floor(Math.min(Math.max(maxMessages, 0), Number.MAX_SAFE_INTEGER));
+    this.flush();
+    // Twice: the batches answered in the first wait send index writes, which the second waits for.
+    await Promise.all(this.writes);
+    await Promise.all(this.writes);
+    await Promise.all([...this.unsynced].map(([user, { gen, due }]) => this.writeIndex(user, gen, due)));
+    if (budget === 0) return 0;
+    const cutoff = String(now - this.caps.retentionMs);
+    const due = await this.command(() =>
+      Promise.all(
+        Array.from({ length: PURGE_BUCKETS }, (_, k) =>
+          this.client.zrangebyscore(bucketKeys(k)[0], '-inf', `(${cutoff}`, 'LIMIT', 0, budget),
+        ),
+      ),
+    );
+    const users = roundRobin(due, budget);
+    if (users.length === 0) return 0;
+    const share = Math.floor(budget / users.length);
+    const extra = budget % users.length;
+    const steps = await Promise.allSettled(
+      users.map((user, i) =>
+        this.command(() =>
+          this.scripts.sbPurgeBuffer(...userKeys(user), cutoff, String(share + (i < extra ? 1 : 0))),
+        ),
+      ),
+    );
+    let work = 0;
+    let failure: unknown = null;
+    const indexed: Promise<void>[] = [];
+    steps.forEach((step, i) => {
+      if (step.status === 'rejected') {
+        failure ??= step.reason;
+        return;
+      }
+      const [done, gen, dueAt] = step.value;
+      work += Number(done);
+      indexed.push(this.writeIndex(users[i]!, Number(gen), String(dueAt)));
+    });
+    await Promise.all(indexed);
+    if (failure !== null) throw failure;
+    return work;
+  }
+
+  /** Sends what is queued, waits for every answer, then quits the connection(s). Idempotent. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closed = true;
+      this.flush();
+      this.closing = (async () => {
+        while (this.inflight.size > 0 || this.writes.size > 0) {
+          await Promise.all([...this.inflight, ...this.writes]);
+        }
+        await this.client.quit().catch(() => undefined);
+        this.client.disconnect();
+      })();
+    }
+    return this.closing;
+  }
+
+  private membership(join: boolean, group: string, user: string): Promise<void> {
+    const name = join ? 'join' : 'leave';
+    if (this.closed) return Promise.reject(closedError());
+    if (typeof group !== 'string' || typeof user !== 'string') {
+      return Promise.reject(new TypeError(`${name}(group: string, user: string)`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      let batch = this.growingGroups.get(group);
+      if (batch === undefined) {
+        batch = { kind: 'group', group, ops: [] };
+        this.growingGroups.set(group, batch);
+        this.queue.push(batch);
+      }
+      batch.ops.push({ join, user, done: { resolve, reject } });
+      this.schedule();
+    });
+  }
+
+  private enqueueUser(user: string, op: UserOp): void {
+    let batch = this.growingUsers.get(user);
+    if (batch === undefined) {
+      batch = { kind: 'user', user, ops: [], bytes: 0 };
+      this.growingUsers.set(user, batch);
+      this.queue.push(batch);
+    }
+    batch.ops.push(op);
+    if (op.kind === 'append') batch.bytes += op.message.length;
+    // A full batch stays in the queue; the user's next op starts another, sent after it.
+    if (batch.ops.length >= MAX_BATCH_OPS || batch.bytes >= MAX_BATCH_BYTES) this.growingUsers.delete(user);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.onTick);
+    }
+  }
+
+  private readonly onTick = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  /** Sends every queued batch, in call order. */
+  private flush(): void {
+    const batches = this.queue;
+    if (batches.length === 0) return;
+    this.queue = [];
+    this.growingUsers.clear();
+    this.growingGroups.clear();
+    for (const batch of batches) {
+      if (batch.kind === 'user') this.sendUserBatch(batch.user, batch.ops);
+      else this.sendGroupBatch(batch.group, batch.ops);
+    }
+  }
+
+  private sendUserBatch(user: string, ops: UserOp[]): void {
+    const { maxMessages, maxBytes, retentionMs } = this.caps;
+    const args: (string | Buffer)[] = [
+      ...userKeys(user),
+      String(maxMessages),
+      String(maxBytes),
+      String(retentionMs),
+    ];
+    for (const op of ops) {
+      if (op.kind === 'append') {
+        const r = op.req;
+        args.push(
+          'a',
+          dedupeKey(r.from, r.fromDevice, r.clientMsgId),
+          String(r.timestamp),
+          String(r.payload.byteLength),
+          op.message,
+        );
+      } else if (op.kind === 'ack') args.push('k', op.device, String(op.seq));
+      else args.push('o', op.device, String(op.now));
+    }
+    const applied = this.command(() => this.scripts.sbBatchBuffer(...args)).then(
+      (reply) => {
+        const gen = Number(reply[0]);
+        if (gen > 0) this.writeIndex(user, gen, String(reply[1]));
+        let at = 2;
+        for (const op of ops) {
+          if (op.kind === 'append') {
+            const [code, seq, timestamp] = [Number(reply[at]), Number(reply[at + 1]), Number(reply[at + 2])];
+            at += 3;
+            const { call } = op;
+            call.results[op.index] =
+              code === 3
+                ? { status: 'full' }
+                : { status: code === 1 ? 'stored' : 'duplicate', seq, timestamp };
+            if (--call.left === 0 && !call.failed) call.resolve(call.results);
+          } else if (op.kind === 'open') {
+            op.done.resolve({ ackedSeq: Number(reply[at]), lastSeq: Number(reply[at + 1]) });
+            at += 2;
+          } else op.done.resolve();
+        }
+      },
+      (err: Error) => {
+        for (const op of ops) {
+          if (op.kind !== 'append') op.done.reject(err);
+          else if (!op.call.failed) {
+            op.call.failed = true;
+            op.call.reject(err);
+          }
+        }
+      },
+    );
+    track(this.writes, applied);
+  }
+
+  private sendGroupBatch(group: string, ops: { join: boolean; user: string; done: Settle<void> }[]): void {
+    const key = groupMembersKey(group);
+    for (const { join, user, done } of ops) {
+      const applied = this.command(() =>
+        join ? this.client.sadd(key, user) : this.client.srem(key, user),
+      ).then(() => done.resolve(), done.reject);
+      track(this.writes, applied);
+    }
+  }
+
+  /**
+   * Writes a user's sweep-index entry in the background; a failure is kept and retried by the next sweep.
+   * The promise never rejects.
+   */
+  private writeIndex(user: string, gen: number, due: string): Promise<void> {
+    const [dueKey, genKey] = bucketKeys(bucketOf(user));
+    const write = this.command(() => this.scripts.sbIndex(dueKey, genKey, user, String(gen), due)).then(
+      () => {
+        if (this.unsynced.get(user)?.gen === gen) this.unsynced.delete(user);
+      },
+      () => {
+        const known = this.unsynced.get(user);
+        if (known === undefined || known.gen < gen) this.unsynced.set(user, { gen, due });
+      },
+    );
+    track(this.writes, write);
+    return write;
+  }
+
+  /** Runs one command (or a few), tracked for close(); any failure becomes a StoreUnavailableError. */
+  private command<T>(run: () => Promise<T>): Promise<T> {
+    let promise: Promise<T>;
+    try {
+      promise = run().catch((err: unknown) => {
+        throw unavailable(err);
+      });
+    } catch (err) {
+      promise = Promise.reject(unavailable(err));
+    }
+    track(this.inflight, promise);
+    return promise;
+  }
+}
+
+/** Keeps a copy of `promise` that never rejects in `set` until it settles. */
+function track(set: Set<Promise<void>>, promise: Promise<unknown>): void {
+  const copy = promise.then(
+    () => undefined,
+    () => undefined,
+  );
+  set.add(copy);
+  void copy.then(() => set.delete(copy));
+}
+
+/** Logs connection loss and recovery once each (not every failed reconnect attempt). */
+function watchConnection(client: StoreClient, log: StoreLog | undefined): void {
+  let lost = false;
+  client.on('error', (err: Error) => {
+    if (!lost) log?.warn({ err: err.message }, 'redis store: connection error');
+    lost = true;
+  });
+  client.on('node error', (err: Error, node: string) => {
+    log?.debug({ err: err.message, node }, 'redis store: cluster node error');
+  });
+  client.on('ready', () => {
+    if (lost) log?.info('redis store: connected again');
+    lost = false;
+  });
+}
+
+/** Users from the buckets' lists taken in turn (no bucket starves the others), at most `max`. */
+function roundRobin(lists: readonly string[][], max: number): string[] {
+  const out: string[] = [];
+  for (let round = 0; out.length < max; round++) {
+    let any = false;
+    for (const list of lists) {
+      const user = list[round];
+      if (user === undefined) continue;
+      any = true;
+      out.push(user);
+      if (out.length === max) break;
+    }
+    if (!any) break;
+  }
+  return out;
+}
+
+function unavailable(err: unknown): StoreUnavailableError {
+  if (err instanceof StoreUnavailableError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new StoreUnavailableError(`redis store: ${message}`, { cause: err });
+}
+
+function closedError(): StoreUnavailableError {
+  return new StoreUnavailableError('the store is closed');
+}
