@@ -21,7 +21,7 @@ import { parseTarget } from './connections.js';
 import { intFlag } from './lib/flags.js';
 import { loadAverage } from './lib/machine.js';
 import { measuredServerRoots, type TreeCpu, treesCpu } from './lib/proc.js';
-import { endProgress, int, progress, round } from './lib/report.js';
+import { bucketSeconds, endProgress, int, progress, round } from './lib/report.js';
 import { Conn, describeFrame } from './lib/sbp-conn.js';
 import { nowNs } from './lib/throughput.js';
 import { commandText, type ReportInput, ratePoints } from './report-html.js';
@@ -113,17 +113,6 @@ function deferred(ms: number, timeoutText: () => string) {
   );
   promise.catch(() => {});
   return { promise, resolve, reject };
-}
-
-/** An interval that cuts `seconds` into at most 25 buckets: 1, 2 or 5 × a power of ten, ≥ 1 ms. */
-export function bucketSeconds(seconds: number): number {
-  for (let pow = -3; pow <= 3; pow++) {
-    for (const m of [1, 2, 5]) {
-      const s = m * 10 ** pow;
-      if (seconds / s <= 25) return +s.toFixed(6);
-    }
-  }
-  return 1000;
 }
 
 export async function runDrain(opts: DrainOptions): Promise<DrainResult> {

@@ -25,13 +25,10 @@ const ms = (us: number): number => Math.round(us) / 1000;
 /** p50 / p90 / p99 / p99.9 / max in ms (µs precision); zeros for an empty histogram. */
 export function latencySummary(h: Histogram): LatencySummary {
   if (h.totalCount === 0) return { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
-  return {
-    p50: ms(h.getValueAtPercentile(50)),
-    p90: ms(h.getValueAtPercentile(90)),
-    p99: ms(h.getValueAtPercentile(99)),
-    p999: ms(h.getValueAtPercentile(99.9)),
-    max: ms(h.maxValue),
-  };
+  // A percentile is the top of its bucket, which can pass the exact maximum by one rounding step.
+  const max = ms(h.maxValue);
+  const at = (p: number): number => Math.min(max, ms(h.getValueAtPercentile(p)));
+  return { p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max };
 }
 
 /** Percentile → x position on the log scale: −log10(1 − p/100) (0 % → 0, 90 % → 1, 99.999 % → 5). */

@@ -61,3 +61,14 @@ export function bytes(n: number): string {
   const text = u === 0 ? String(Math.round(v)) : v.toFixed(v < 10 ? 2 : 1);
   return `${n < 0 ? '−' : ''}${text} ${units[u]}`;
 }
+
+/** An interval that cuts `seconds` into at most 25 buckets: 1, 2 or 5 × a power of ten, ≥ 1 ms. */
+export function bucketSeconds(seconds: number): number {
+  for (let pow = -3; pow <= 3; pow++) {
+    for (const m of [1, 2, 5]) {
+      const s = m * 10 ** pow;
+      if (seconds / s <= 25) return +s.toFixed(6);
+    }
+  }
+  return 1000;
+}
