@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { Home } from '../server/home.js';
 import type { Limits } from '../server/limits.js';
 import { type ServerOptions, SwitchboardServer } from '../server/server.js';
-import type { Durability } from '../store/inbox-store.js';
+import type { Durability, InboxStore } from '../store/inbox-store.js';
+import { RedisInboxStore } from '../store/redis.js';
 import { SqliteInboxStore } from '../store/sqlite.js';
 import { Bus } from './bus.js';
 import { ClusterHomes, shardsOfWorker } from './cluster-homes.js';
@@ -20,6 +21,8 @@ export interface WorkerConfig {
   runDir: string;
   dataDir: string;
   durability: Durability;
+  /** `redis://…` or `redis-cluster://…` for a Redis store; null for SQLite in dataDir (the default). */
+  storeUrl: string | null;
   limits: Limits;
   server: Omit<ServerOptions, 'store' | 'homes' | 'worker' | 'limits' | 'log' | 'nodeName'>;
   /** The machine's node name ('' on one machine): WELCOME's node is `w<k>` or `<node>.w<k>`. */
@@ -32,21 +35,29 @@ function tell(message: WorkerMessage): void {
 
 export async function runWorker(cfg: WorkerConfig, baseLog: Logger): Promise<void> {
   const log = baseLog.child({ worker: cfg.index });
-  const store = await SqliteInboxStore.open({
-    dir: cfg.dataDir,
-    shardCount: cfg.shardCount,
-    shards: shardsOfWorker(cfg.index, cfg.workers, cfg.shardCount),
-    durability: cfg.durability,
-    caps: {
-      maxMessages: cfg.limits.inboxMaxMessages,
-      maxBytes: cfg.limits.inboxMaxBytes,
-      retentionMs: cfg.limits.retentionMs,
-    },
-  });
+  const caps = {
+    maxMessages: cfg.limits.inboxMaxMessages,
+    maxBytes: cfg.limits.inboxMaxBytes,
+    retentionMs: cfg.limits.retentionMs,
+  };
+  // SQLite: each worker opens the shard files of the users it is home to. Redis: every worker reaches
+  // every inbox, but users keep their home worker (the directory, presence and groups live there), and
+  // one worker runs the retention sweep of the shared keyspace.
+  const store: InboxStore = cfg.storeUrl
+    ? await RedisInboxStore.open({ url: cfg.storeUrl, caps, durability: cfg.durability, log })
+    : await SqliteInboxStore.open({
+        dir: cfg.dataDir,
+        shardCount: cfg.shardCount,
+        shards: shardsOfWorker(cfg.index, cfg.workers, cfg.shardCount),
+        durability: cfg.durability,
+        caps,
+      });
+  const sweeps = !cfg.storeUrl || cfg.index === 0;
   let homes: ClusterHomes | null = null;
   const workerName = `w${cfg.index + 1}`;
   const server = new SwitchboardServer({
     ...cfg.server,
+    purgeIntervalMs: sweeps ? cfg.server.purgeIntervalMs : 0,
     limits: cfg.limits,
     store,
     log,

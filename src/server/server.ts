@@ -57,7 +57,7 @@ export interface ServerOptions {
   log: Logger;
   /** WELCOME's `node`. */
   nodeName: string;
-  /** How often the retention sweep runs, ms. */
+  /** How often the retention sweep runs, ms (0: never — another process of a shared store sweeps it). */
   purgeIntervalMs?: number;
   /** The built web client, served at / on the HTTP port (none when unset). */
   webRoot?: string;
@@ -344,6 +344,7 @@ export class SwitchboardServer {
   /** Retention: small bounded batches, yielding to the event loop between them. */
   private startPurgeSweep(): void {
     const interval = this.opts.purgeIntervalMs ?? 60_000;
+    if (interval <= 0) return; // another process sweeps this store
     let running = false;
     const step = (): void => {
       if (this.shuttingDown) {

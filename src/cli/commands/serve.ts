@@ -11,6 +11,7 @@ import { runWorker } from '../../cluster/worker.js';
 import { isLoopbackHost, makeAuthenticator } from '../../server/auth.js';
 import { type Limits, makeLimits } from '../../server/limits.js';
 import { makeLogger } from '../../server/logger.js';
+import { RedisInboxStore } from '../../store/redis.js';
 import { DEFAULT_SHARD_COUNT } from '../../store/shard.js';
 import { existingShardCount } from '../../store/sqlite.js';
 import { parseBytes, parseDuration } from '../../util/duration.js';
@@ -21,6 +22,7 @@ interface ServeFlags {
   httpHost?: string;
   httpPort: string;
   data: string;
+  store?: string;
   shards?: string;
   durability: 'normal' | 'full';
   authSecret?: string;
@@ -56,6 +58,10 @@ export function registerServe(program: Command): void {
     .option('--http-host <host>', 'address for the HTTP port (default: --host)')
     .option('--http-port <port>', 'HTTP port: SBP over WebSocket at /sbp, and /healthz', '7071')
     .option('--data <dir>', 'data folder (one SQLite file per shard)', './data')
+    .option(
+      '--store <url>',
+      'redis://host:port[/db] or redis-cluster://host:port,host:port,… (or SWITCHBOARD_STORE); default: SQLite in --data',
+    )
     .option('--web-root <dir>', 'the web client served at / on the HTTP port', BUILT_WEB_CLIENT)
     .option('--shards <n>', 'shard files of a new data folder (an existing one keeps its count)')
     .addOption(
@@ -147,6 +153,18 @@ async function startPrimary(flags: ServeFlags, log: Logger): Promise<void> {
   const workers = workerCount(flags);
   limitsFrom(flags, workers);
   tlsFrom(flags);
+  const url = storeUrl(flags);
+  if (url) {
+    // Checked once here (reachable, and AOF as --durability asks) so a wrong store stops the start
+    // with one clear message instead of workers failing one after another.
+    const probe = await RedisInboxStore.open({
+      url,
+      durability: flags.durability,
+      log,
+      caps: { maxMessages: 1, maxBytes: 1, retentionMs: 1 },
+    });
+    await probe.close();
+  }
   const secret = flags.authSecret ?? process.env.SWITCHBOARD_AUTH_SECRET;
   const exposed = [flags.host, flags.httpHost ?? flags.host].find((h) => !isLoopbackHost(h));
   if (!secret && exposed !== undefined) {
@@ -186,6 +204,7 @@ async function startWorker(flags: ServeFlags, log: Logger): Promise<void> {
       runDir: process.env[WORKER_ENV.runDir]!,
       dataDir: flags.data,
       durability: flags.durability,
+      storeUrl: storeUrl(flags),
       limits,
       nodeName: flags.nodeName ?? '',
       server: {
@@ -201,6 +220,16 @@ async function startWorker(flags: ServeFlags, log: Logger): Promise<void> {
     },
     log,
   );
+}
+
+/** The Redis store's URL (--store or SWITCHBOARD_STORE), or null for the embedded SQLite store. */
+function storeUrl(flags: ServeFlags): string | null {
+  const url = flags.store ?? process.env.SWITCHBOARD_STORE ?? '';
+  if (url === '' || url === 'sqlite') return null;
+  if (!/^redis(-cluster)?:\/\//.test(url)) {
+    throw new Error(`--store must be redis://host:port[/db] or redis-cluster://host:port,…, not "${url}"`);
+  }
+  return url;
 }
 
 /** The certificate and key of --tls-cert / --tls-key (both or neither), checked to form a TLS context. */
