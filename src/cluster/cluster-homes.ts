@@ -267,6 +267,15 @@ export class ClusterHomes implements Homes, BusHandler {
     this.router.watchAgain((user) => this.homeOf(user) === peer);
   }
 
+  /**
+   * Notices from other nodes may have been missed (the fleet's subscription was down): every session here
+   * registers again and catches up from the inbox, and watched users' presence is asked for again.
+   */
+  catchUp(): void {
+    for (const s of this.router.sessions()) s.reattach();
+    this.router.watchAgain(() => true);
+  }
+
   private local(): Home {
     if (!this.home) throw new Error('this worker is not home to any user yet');
     return this.home;

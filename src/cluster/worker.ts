@@ -12,6 +12,7 @@ import { RedisInboxStore } from '../store/redis.js';
 import { SqliteInboxStore } from '../store/sqlite.js';
 import { Bus } from './bus.js';
 import { ClusterHomes, shardsOfWorker } from './cluster-homes.js';
+import { defaultNodeName, Fleet } from './fleet.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
 
 export interface WorkerConfig {
@@ -55,6 +56,18 @@ export async function runWorker(cfg: WorkerConfig, baseLog: Logger): Promise<voi
   const sweeps = !cfg.storeUrl || cfg.index === 0;
   let homes: ClusterHomes | null = null;
   const workerName = `w${cfg.index + 1}`;
+  // On Redis this node is one of a fleet (perhaps of one): named, registered, subscribed.
+  const nodeName = cfg.storeUrl ? cfg.nodeName || defaultNodeName(cfg.server.port) : cfg.nodeName;
+  const fleet = cfg.storeUrl
+    ? await Fleet.open({
+        url: cfg.storeUrl,
+        node: nodeName,
+        worker: cfg.index,
+        workers: cfg.workers,
+        shardCount: cfg.shardCount,
+        log,
+      })
+    : null;
   const server = new SwitchboardServer({
     ...cfg.server,
     purgeIntervalMs: sweeps ? cfg.server.purgeIntervalMs : 0,
@@ -62,12 +75,17 @@ export async function runWorker(cfg: WorkerConfig, baseLog: Logger): Promise<voi
     store,
     log,
     worker: cfg.index,
-    nodeName: cfg.nodeName ? `${cfg.nodeName}.${workerName}` : workerName,
+    nodeName: nodeName ? `${nodeName}.${workerName}` : workerName,
     homes: (router) => {
       homes = new ClusterHomes(cfg.index, cfg.workers, cfg.shardCount, null, router);
       const home = new Home(store, homes.sink);
       home.routeVia(homes);
       homes.attachHome(home);
+      if (fleet) {
+        home.joinFleet(fleet);
+        const cluster = homes;
+        fleet.handler = { notice: (n) => home.fleetNotice(n), resubscribed: () => cluster.catchUp() };
+      }
       return homes;
     },
   });
@@ -100,6 +118,7 @@ export async function runWorker(cfg: WorkerConfig, baseLog: Logger): Promise<voi
           .retire()
           .then(() => server.close())
           .then(() => bus.close())
+          .then(() => fleet?.close())
           .then(
             () => process.exit(0),
             (err) => {

@@ -112,6 +112,12 @@ export class GroupFanout {
     return { status: 'accepted', duplicate, timestamp };
   }
 
+  /** The membership changed elsewhere (another node): the cached list is dropped. */
+  forget(group: string): void {
+    this.changes.set(group, (this.changes.get(group) ?? 0) + 1);
+    this.cache.delete(group);
+  }
+
   private changed(group: string, update: (members: string[]) => string[]): void {
     this.changes.set(group, (this.changes.get(group) ?? 0) + 1);
     const cached = this.cache.get(group);

@@ -7,6 +7,8 @@
  * is the Homes every call goes to; with several, the cluster routes each call to the home worker of its
  * user or group over the bus (src/cluster/).
  */
+
+import type { Fleet, FleetNotice } from '../cluster/fleet.js';
 import { encodeFrame } from '../protocol/index.js';
 import type {
   AppendRequest,
@@ -92,6 +94,8 @@ export class Home implements Homes {
   private readonly groups: GroupFanout;
   /** Where calls for users and groups homed elsewhere go (this Home itself with one worker). */
   private routes: Homes = this;
+  /** The other nodes of a fleet on Redis (null on one machine). */
+  private fleet: Fleet | null = null;
 
   constructor(
     readonly store: InboxStore,
@@ -106,6 +110,14 @@ export class Home implements Homes {
     this.routes = routes;
   }
 
+  /**
+   * In a fleet: the session directory and presence are also kept in Redis for every node, and what this
+   * home announces to its node's workers goes to the same user's home on the other nodes too.
+   */
+  joinFleet(fleet: Fleet): void {
+    this.fleet = fleet;
+  }
+
   // ------------------------------------------------------------ sessions and presence
 
   async openSession(user: string, device: string, ref: SessionRef, now: number): Promise<DeviceState> {
@@ -113,7 +125,7 @@ export class Home implements Homes {
     const entries = this.directory.get(user);
     if (!entries) {
       this.directory.set(user, [entry]);
-      this.presenceChanged(user, true);
+      if (!this.fleet) this.presenceChanged(user, true, this.clock());
     } else {
       const i = entries.findIndex((e) => e.device === device);
       if (i < 0) entries.push(entry);
@@ -127,7 +139,16 @@ export class Home implements Homes {
       }
     }
     // Registered before the store answers, so no message stored meanwhile misses the session.
-    return this.store.openDevice(user, device, now);
+    if (!this.fleet) return this.store.openDevice(user, device, now);
+    const [state, fleetState] = await Promise.all([
+      this.store.openDevice(user, device, now),
+      this.fleet.openDevice(user, device, now),
+    ]);
+    if (fleetState.previous !== '' && fleetState.previous !== this.fleet.node) {
+      this.fleet.sendTo(fleetState.previous, { k: 'replace', key: user, device });
+    }
+    if (fleetState.online) this.presenceChanged(user, true, now);
+    return state;
   }
 
   closeSession(user: string, device: string, ref: SessionRef): void {
@@ -136,22 +157,26 @@ export class Home implements Homes {
     const i = entries.findIndex((e) => e.device === device && e.worker === ref.worker && e.sid === ref.sid);
     if (i < 0) return;
     entries.splice(i, 1);
-    if (entries.length === 0) {
-      this.directory.delete(user);
-      this.presenceChanged(user, false);
+    if (entries.length === 0) this.directory.delete(user);
+    if (!this.fleet) {
+      if (entries.length === 0) this.presenceChanged(user, false, this.clock());
+      return;
     }
+    const now = this.clock();
+    this.fleet.closeDevice(user, device, now, entries.length === 0).then(
+      (offline) => {
+        if (offline) this.presenceChanged(user, false, now);
+      },
+      () => {
+        // Redis away: the device stays listed until this node's entries are reaped or it opens again.
+      },
+    );
   }
 
   /** A worker is gone: its sessions are no longer anywhere, and it watches no one. */
   forgetWorker(worker: number): void {
     for (const [user, entries] of this.directory) {
-      const kept = entries.filter((e) => e.worker !== worker);
-      if (kept.length === entries.length) continue;
-      if (kept.length > 0) this.directory.set(user, kept);
-      else {
-        this.directory.delete(user);
-        this.presenceChanged(user, false);
-      }
+      for (const e of [...entries]) if (e.worker === worker) this.closeSession(user, e.device, e);
     }
     for (const [user, workers] of this.watchers) {
       workers.delete(worker);
@@ -163,7 +188,8 @@ export class Home implements Homes {
     const workers = this.watchers.get(user);
     if (workers) workers.add(worker);
     else this.watchers.set(user, new Set([worker]));
-    return this.presenceOf(user);
+    if (this.fleet) return this.fleet.presence(user);
+    return { online: this.directory.has(user), since: this.presenceSince.get(user) ?? 0 };
   }
 
   unwatch(user: string, worker: number): void {
@@ -172,15 +198,16 @@ export class Home implements Homes {
     if (workers.size === 0) this.watchers.delete(user);
   }
 
-  private presenceOf(user: string): Presence {
-    return { online: this.directory.has(user), since: this.presenceSince.get(user) ?? 0 };
+  /** A presence change decided here: this node's watchers, and in a fleet the other nodes' homes. */
+  private presenceChanged(user: string, online: boolean, since: number): void {
+    this.tellWatchers(user, { online, since });
+    this.fleet?.broadcast({ k: 'pres', key: user, p: { online, since } });
   }
 
-  private presenceChanged(user: string, online: boolean): void {
-    const since = this.clock();
-    this.presenceSince.set(user, since);
+  private tellWatchers(user: string, presence: Presence): void {
+    this.presenceSince.set(user, presence.since);
     const workers = this.watchers.get(user);
-    if (workers) for (const w of workers) this.sink.presence(w, user, { online, since });
+    if (workers) for (const w of workers) this.sink.presence(w, user, presence);
   }
 
   /** Users with at least one registered session. */
@@ -197,7 +224,7 @@ export class Home implements Homes {
       if (r.status !== 'stored') continue;
       const req = requests[i]!;
       const entries = this.directory.get(req.inbox);
-      if (!entries) continue;
+      if (!entries && !this.fleet) continue;
       const message: StoredMessage = {
         seq: r.seq,
         timestamp: r.timestamp,
@@ -207,7 +234,8 @@ export class Home implements Homes {
         to: req.to,
         payload: req.payload,
       };
-      for (const w of workersOf(entries)) this.sink.stored(w, req.inbox, message);
+      if (entries) for (const w of workersOf(entries)) this.sink.stored(w, req.inbox, message);
+      this.fleet?.broadcast({ k: 'stored', key: req.inbox, m: message });
     }
     return results;
   }
@@ -254,18 +282,56 @@ export class Home implements Homes {
   }
 
   ephemeral(user: string, bytes: Uint8Array, except: SessionRef): void {
+    this.ephemeralHere(user, bytes, except);
+    this.fleet?.broadcast({ k: 'eph', key: user, d: bytes });
+  }
+
+  private ephemeralHere(user: string, bytes: Uint8Array, except: SessionRef): void {
     const entries = this.directory.get(user);
     if (entries) for (const w of workersOf(entries)) this.sink.ephemeral(w, user, bytes, except);
   }
 
-  // ------------------------------------------------------------ groups
-
-  join(group: string, user: string): Promise<void> {
-    return this.groups.join(group, user);
+  /** What the same user's (or group's) home on another node announced. */
+  fleetNotice(n: FleetNotice): void {
+    switch (n.k) {
+      case 'stored': {
+        const entries = this.directory.get(n.key);
+        if (entries) for (const w of workersOf(entries)) this.sink.stored(w, n.key, n.m);
+        return;
+      }
+      case 'eph':
+        this.ephemeralHere(n.key, n.d, NO_SESSION);
+        return;
+      case 'pres':
+        this.tellWatchers(n.key, n.p);
+        return;
+      case 'replace': {
+        // The device opened a session on another node: the one here is replaced, and leaves the directory
+        // at once (its close must not remove the device's new entry in the fleet's directory).
+        const entries = this.directory.get(n.key);
+        const i = entries?.findIndex((e) => e.device === n.device) ?? -1;
+        if (i < 0) return;
+        const [e] = entries!.splice(i, 1);
+        if (entries!.length === 0) this.directory.delete(n.key);
+        this.sink.replace(e!.worker, n.key, n.device, e!.sid);
+        return;
+      }
+      case 'group':
+        this.groups.forget(n.key);
+        return;
+    }
   }
 
-  leave(group: string, user: string): Promise<void> {
-    return this.groups.leave(group, user);
+  // ------------------------------------------------------------ groups
+
+  async join(group: string, user: string): Promise<void> {
+    await this.groups.join(group, user);
+    this.fleet?.broadcast({ k: 'group', key: group });
+  }
+
+  async leave(group: string, user: string): Promise<void> {
+    await this.groups.leave(group, user);
+    this.fleet?.broadcast({ k: 'group', key: group });
   }
 
   sendGroup(group: string, message: GroupMessage): Promise<GroupOutcome> {

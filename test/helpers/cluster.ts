@@ -161,6 +161,8 @@ export async function sessionsOnAllWorkers(
 
 export interface SenderOptions {
   port: number;
+  /** Several nodes: connects to `port` first, then to the next of these after each failed attempt or lost connection. */
+  ports?: number[];
   user: string;
   /** Default `d1`. */
   device?: string;
@@ -216,13 +218,16 @@ export class ResendingSender {
   private generation = 0;
   private readonly generationOf = new Map<number, number>();
   private lastConnectError = '';
-  private readonly opts: Required<Omit<SenderOptions, 'device' | 'payloadOf'>> & {
+  private readonly ports: number[];
+  private portIndex = 0;
+  private readonly opts: Required<Omit<SenderOptions, 'device' | 'payloadOf' | 'ports'>> & {
     payloadOf: (id: number) => string;
   };
 
   constructor(opts: SenderOptions) {
     this.user = opts.user;
     this.device = opts.device ?? 'd1';
+    this.ports = [opts.port, ...(opts.ports ?? []).filter((p) => p !== opts.port)];
     this.opts = {
       port: opts.port,
       user: opts.user,
@@ -349,7 +354,8 @@ export class ResendingSender {
       }
       let c: WireClient | null = null;
       try {
-        c = await connect(this.opts.port, `${this.user}/${this.device}`, { timeoutMs: 5000 });
+        const port = this.ports[this.portIndex++ % this.ports.length]!;
+        c = await connect(port, `${this.user}/${this.device}`, { timeoutMs: 5000 });
         const conn = c;
         conn.listeners.add((f) => this.onFrame(conn, f));
         conn.socket.on('close', () => this.poke());
