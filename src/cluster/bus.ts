@@ -14,6 +14,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import type { Logger } from 'pino';
+import { busMetricsHook, machineClockMs } from '../server/metrics/bus-hook.js';
 
 export class BusUnavailableError extends Error {
   constructor(message: string) {
@@ -43,7 +44,12 @@ type Wire =
   | { t: 'q'; id: number; op: string; a: unknown[] }
   | { t: 'r'; id: number; v: unknown }
   | { t: 'x'; id: number; e: string }
-  | { t: 'n'; m: unknown };
+  | { t: 'n'; m: unknown }
+  /**
+   * First in a batch when metrics are on: when (machineClockMs) its first message was queued, for the
+   * receiver's lag. A receiver that does not know it ignores it, like any unknown `t`.
+   */
+  | { t: 'at'; at: number };
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -67,17 +73,21 @@ class Link {
   }
 
   send(m: Wire): void {
-    this.out.push(m);
     if (!this.scheduled) {
       this.scheduled = true;
+      if (busMetricsHook.observer) this.out.push({ t: 'at', at: machineClockMs() });
       setImmediate(this.flush);
     }
+    this.out.push(m);
   }
 
   private readonly flush = (): void => {
     this.scheduled = false;
     if (this.out.length === 0 || this.socket.destroyed) return;
     const body = serialize(this.out);
+    if (busMetricsHook.observer) {
+      busMetricsHook.observer.batchWritten(this.out[0]!.t === 'at' ? this.out.length - 1 : this.out.length);
+    }
     this.out = [];
     const header = Buffer.allocUnsafe(4);
     header.writeUInt32BE(body.length, 0);
@@ -95,7 +105,10 @@ class Link {
       if (buf.length - off - 4 < len) break;
       const batch = deserialize(buf.subarray(off + 4, off + 4 + len)) as Wire[];
       off += 4 + len;
-      for (const m of batch) this.onMessage(m);
+      for (const m of batch) {
+        if (m.t === 'at') busMetricsHook.observer?.batchArrived(Math.max(0, machineClockMs() - m.at) / 1000);
+        else this.onMessage(m);
+      }
     }
     buf = buf.subarray(off);
     this.buffered = buf.length > 0 ? Buffer.from(buf) : null;

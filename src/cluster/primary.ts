@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { MetricsGatherer } from '../server/metrics/gather.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
 
 export interface PrimaryConfig {
@@ -70,6 +71,10 @@ export async function runPrimary(cfg: PrimaryConfig, log: Logger): Promise<void>
   removeStaleRunDirs();
   const runDir = mkdtempSync(join(tmpdir(), `switchboard-run-${process.pid}-`));
   const slots: Slot[] = [];
+  // GET /metrics reaches a worker, which asks us for every worker's metrics.
+  const metrics = new MetricsGatherer(cfg.workers, () =>
+    slots.filter((s) => s.worker.isConnected()).map((s) => s.worker),
+  );
   let phase: 'starting' | 'running' | 'reloading' | 'stopping' = 'starting';
   let ports = { port: 0, httpPort: 0 };
   cluster.schedulingPolicy = cluster.SCHED_RR;
@@ -110,6 +115,8 @@ export async function runPrimary(cfg: PrimaryConfig, log: Logger): Promise<void>
   };
 
   const onMessage = (slot: Slot, m: WorkerMessage): void => {
+    // A retiring worker may still be scraped, and still reports its metrics.
+    if (metrics.onMessage(slot.worker, m)) return;
     if (slots[slot.index] !== slot) return;
     switch (m.type) {
       case 'prepared':
@@ -155,6 +162,7 @@ export async function runPrimary(cfg: PrimaryConfig, log: Logger): Promise<void>
       { worker: slot.index, code, signal, livedMs, restartInMs: delay },
       'worker died; restarting it',
     );
+    metrics.workerRestarted();
     setTimeout(() => {
       if (phase !== 'stopping') fork(slot.index, quickDeaths);
     }, delay);

@@ -1,7 +1,7 @@
 /**
- * One server process: the TCP listener with admission control, the HTTP port (health, and the
- * WebSocket endpoint /sbp), the sessions, the store, the retention sweep and graceful shutdown
- * (PROTOCOL.md sections 1, 4 and 7).
+ * One server process: the TCP listener with admission control, the HTTP port (health, readiness,
+ * metrics, and the WebSocket endpoint /sbp), the sessions, the store, the retention sweep and graceful
+ * shutdown (PROTOCOL.md sections 1, 4 and 7).
  */
 import {
   createServer as createHttpServer,
@@ -36,6 +36,7 @@ import { type Authenticator, isLoopbackHost } from './auth.js';
 import { openFileLimit } from './fd-limit.js';
 import { Home, type Homes, type WorkerSink } from './home.js';
 import type { Limits } from './limits.js';
+import { ServerMetrics } from './metrics.js';
 import { Router } from './router.js';
 import { Session, type SessionContext } from './session.js';
 import { staticFiles } from './static-files.js';
@@ -72,6 +73,9 @@ export interface ServerOptions {
  */
 const MAX_PENDING_HTTP = 1024;
 
+/** How long GET /readyz waits for the store's probe before answering not ready. */
+const READY_PROBE_MS = 1_000;
+
 export class SwitchboardServer {
   private readonly sessions = new Set<Session>();
   private readonly wheel = new TimerWheel();
@@ -91,7 +95,7 @@ export class SwitchboardServer {
   private readonly router: Router;
   private readonly ctx: SessionContext;
   private readonly maxConnections: number;
-  private readonly closeCounts = new Map<string, number>();
+  private readonly metrics: ServerMetrics;
   private tcp: TcpServer | null = null;
   private http: HttpServer | HttpsServer | null = null;
   private purgeTimer: ReturnType<typeof setInterval> | null = null;
@@ -118,6 +122,12 @@ export class SwitchboardServer {
     const derived = fdLimit ? Math.max(16, fdLimit - opts.limits.reservedFds) : 1_000_000;
     const configured = opts.limits.maxConnections;
     this.maxConnections = configured > 0 ? Math.min(configured, derived) : configured < 0 ? 0 : derived;
+    this.metrics = new ServerMetrics({
+      worker: opts.worker ?? 0,
+      maxConnections: this.maxConnections,
+      transports: opts.tls ? ['tls', 'ws'] : ['tcp', 'ws'],
+    });
+    this.metrics.observeStore(opts.store);
     this.ctx = {
       limits: opts.limits,
       decoderLimits: { firstFrame: opts.limits.maxHelloFrame, frame: opts.limits.maxFrame },
@@ -130,7 +140,7 @@ export class SwitchboardServer {
         this.sessions.delete(s);
         if (this.sessions.size === 0) this.allClosed?.();
       },
-      countClose: (reason) => this.closeCounts.set(reason, (this.closeCounts.get(reason) ?? 0) + 1),
+      counters: this.metrics.counters,
     };
   }
 
@@ -146,7 +156,9 @@ export class SwitchboardServer {
     if (tls) {
       const server = createTlsServer({ ...socketOptions, ...tls });
       tlsDeadline!.watch(server);
-      server.on('secureConnection', (socket: TLSSocket) => this.accept(socket, tlsDeadline!.secured(socket)));
+      server.on('secureConnection', (socket: TLSSocket) =>
+        this.accept(socket, tlsDeadline!.secured(socket), 'tls'),
+      );
       server.on('tlsClientError', (err) => opts.log.debug({ err: err.message }, 'TLS handshake failed'));
       this.tcp = server;
     } else {
@@ -177,6 +189,23 @@ export class SwitchboardServer {
             status: this.shuttingDown ? 'shutting down' : 'ok',
             connections: this.sessions.size,
           }),
+        );
+        return;
+      }
+      if (req.url === '/readyz') {
+        void this.readiness().then((notReady) => {
+          res.writeHead(notReady ? 503 : 200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(notReady ? { status: 'not ready', reason: notReady } : { status: 'ready' }));
+        });
+        return;
+      }
+      if (req.url === '/metrics') {
+        void this.metrics.text().then(
+          (text) => res.writeHead(200, { 'content-type': this.metrics.contentType }).end(text),
+          (err) => {
+            opts.log.error({ err }, 'metrics failed');
+            res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed\n');
+          },
         );
         return;
       }
@@ -226,7 +255,7 @@ export class SwitchboardServer {
   }
 
   /** Admission control before any session state is allocated. */
-  private accept(socket: Socket, acceptedAt?: number): void {
+  private accept(socket: Socket, acceptedAt?: number, kind: 'tcp' | 'tls' = 'tcp'): void {
     const refused = this.admission();
     if (refused) {
       socket.on('error', () => {});
@@ -234,7 +263,7 @@ export class SwitchboardServer {
       setTimeout(() => socket.destroy(), this.opts.limits.closeGraceMs).unref();
       return;
     }
-    const conn = new TcpConnection(socket, this.batcher, this.opts.limits.writeHighWaterBytes);
+    const conn = new TcpConnection(socket, this.batcher, this.opts.limits.writeHighWaterBytes, kind);
     this.sessions.add(new Session(conn, this.ctx, acceptedAt));
   }
 
@@ -250,12 +279,43 @@ export class SwitchboardServer {
 
   /** The ERROR that refuses a connection at admission, with a spread reconnect delay. */
   private refusal(code: ErrorCodeValue): Uint8Array {
-    return encodeFrame({
+    const frame = encodeFrame({
       type: 'ERROR',
       code,
       ref: this.reconnectDelay(),
       message: code === ErrorCode.SERVER_FULL ? 'server is full, retry later' : 'server is shutting down',
     });
+    this.metrics.counters.sent(frame);
+    return frame;
+  }
+
+  /**
+   * GET /readyz: null when this process serves (listening, not shutting down, its store answering a
+   * probe within READY_PROBE_MS), else why not.
+   */
+  private async readiness(): Promise<string | null> {
+    if (this.shuttingDown) return 'shutting down';
+    if (!this.tcp?.listening) return 'not listening';
+    const probe = this.opts.store.ping?.();
+    if (!probe) return null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<string>((resolve) => {
+      timer = setTimeout(
+        () => resolve(`the store did not answer within ${READY_PROBE_MS} ms`),
+        READY_PROBE_MS,
+      );
+    });
+    try {
+      return await Promise.race([
+        probe.then(
+          () => null,
+          (err: unknown) => `the store is unreachable: ${err instanceof Error ? err.message : String(err)}`,
+        ),
+        late,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** An HTTP connection: its accept time is kept for the handshake deadline of an upgrade on it. */
@@ -375,7 +435,7 @@ export class SwitchboardServer {
     return {
       connections: this.sessions.size,
       users: this.router.userCount,
-      closes: Object.fromEntries(this.closeCounts),
+      closes: Object.fromEntries(this.metrics.counters.closes),
     };
   }
 
@@ -419,6 +479,7 @@ export class SwitchboardServer {
     this.http?.closeAllConnections();
     await Promise.race([httpStopped, sleep(this.opts.limits.closeGraceMs + 2000)]);
     await this.opts.store.close();
+    this.metrics.close();
     this.opts.log.info(this.stats, 'stopped');
   }
 }

@@ -14,6 +14,7 @@ import {
   errorName,
   type Frame,
   FrameDecoder,
+  FrameType,
   type HelloFrame,
   PROTOCOL_VERSION,
   SbpError,
@@ -24,6 +25,7 @@ import type { Connection, ConnectionHandler } from '../transport/connection.js';
 import type { Authenticator } from './auth.js';
 import type { Presence, SessionRef } from './home.js';
 import type { Limits } from './limits.js';
+import type { ServerCounters } from './metrics/counters.js';
 import { type RoutedSession, type Router, storeError } from './router.js';
 import type { TimerEntry, TimerWheel } from './timer-wheel.js';
 
@@ -40,8 +42,8 @@ export interface SessionContext {
   readonly nodeName: string;
   /** Called once when the session's connection is gone. */
   onSessionClosed(session: Session): void;
-  /** Counts close reasons (logged once per connection). */
-  countClose(reason: string): void;
+  /** The worker's metrics counts (frames, errors, handshakes, close reasons, deliveries). */
+  readonly counters: ServerCounters;
 }
 
 interface AnswerSlot {
@@ -126,6 +128,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   ) {
     this.decoder = new FrameDecoder('clientToServer', ctx.decoderLimits);
     this.lastFrameAt = ctx.wheel.now;
+    ctx.counters.connectionOpened(conn.kind);
     ctx.wheel.schedule(this, (acceptedAt ?? ctx.wheel.now) + ctx.limits.handshakeTimeoutMs);
     conn.attach(this);
   }
@@ -175,7 +178,12 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   }
 
   onClose(): void {
-    if (this.state !== State.Closing) this.ctx.countClose('peer closed');
+    const counters = this.ctx.counters;
+    if (this.state !== State.Closing) {
+      counters.closed('peer closed');
+      counters.leaving(this.conn.kind, this.state === State.Live);
+    }
+    counters.connectionClosed(this.conn.kind);
     this.state = State.Closed;
     this.ctx.wheel.cancel(this);
     if (this.user) this.ctx.router.close(this);
@@ -217,6 +225,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   /** FrameSink: the decoder hands every complete frame here. */
   onFrame(frame: Frame): void {
     if (this.state >= State.Closing) return;
+    this.ctx.counters.received(frame.type);
     this.lastFrameAt = this.ctx.wheel.now;
     if (this.state === State.Live) {
       this.dispatch(frame as ClientFrame);
@@ -341,6 +350,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       }),
     );
     this.state = State.Live;
+    this.ctx.counters.welcomed(this.conn.kind);
     this.ctx.wheel.schedule(this, this.lastFrameAt + 2 * limits.heartbeatMs);
     const queued = this.queued!;
     this.queued = null;
@@ -432,7 +442,10 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       this.maybeResumeReading();
     };
     (group ? router.sendGroup(this, frame) : router.sendDirect(this, frame)).then(
-      (accepted) => settled(encodeFrame(accepted)),
+      (accepted) => {
+        this.ctx.counters.messagesAccepted++;
+        settled(encodeFrame(accepted));
+      },
       (err) => {
         const e = storeError(err, ref);
         if (e.code === ErrorCode.STORE_UNAVAILABLE) {
@@ -507,6 +520,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       this.inflight.length < this.ctx.limits.window
     ) {
       this.lastKnownSeq = seq;
+      this.ctx.counters.deliveredLive++;
       this.deliver(seq, deliverBytes);
       return;
     }
@@ -516,7 +530,11 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
 
   offerEphemeral(deliverBytes: Uint8Array): void {
     // Outside the window and the seq sequence; dropped for a socket that is not draining.
-    if (this.state === State.Live && !this.writeBlocked) this.write(deliverBytes);
+    if (this.state === State.Live && !this.writeBlocked) {
+      // RECEIPTs come this way too (several in one write); only a DELIVER is a message.
+      if (deliverBytes[4] === FrameType.DELIVER) this.ctx.counters.deliveredEphemeral++;
+      this.write(deliverBytes);
+    }
   }
 
   reattach(): void {
@@ -564,6 +582,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
           this.sentSeq = this.lastKnownSeq;
           return;
         }
+        this.ctx.counters.deliveredReplay += messages.length;
         for (const m of messages) {
           this.deliver(m.seq, encodeFrame({ type: 'DELIVER', ...m }));
           if (m.seq > this.lastKnownSeq) this.lastKnownSeq = m.seq;
@@ -585,6 +604,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
    * (whose requests would only add answers to a buffer it is not draining) until 'drain'.
    */
   private write(bytes: Uint8Array): void {
+    this.ctx.counters.sent(bytes);
     if (!this.conn.send(bytes) && this.state === State.Live) {
       this.writeBlocked = true;
       this.pauseReading();
@@ -603,8 +623,10 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       { remote: this.conn.remote, user: this.user || undefined, code: reason, message },
       'closing',
     );
-    this.ctx.countClose(reason);
-    this.conn.send(errorFrame(code, ref, message));
+    this.ctx.counters.closed(reason);
+    const error = errorFrame(code, ref, message);
+    this.ctx.counters.sent(error);
+    this.conn.send(error);
     this.beginClose(code);
   }
 
@@ -612,12 +634,13 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
   close(reason: CloseReason): void {
     if (this.state >= State.Closing) return;
     this.ctx.log.debug({ remote: this.conn.remote, user: this.user || undefined, reason }, 'closing');
-    this.ctx.countClose(reason);
+    this.ctx.counters.closed(reason);
     this.beginClose();
   }
 
   /** `code`: the fatal ERROR just sent, if any (a WebSocket closes with 4000 + it). */
   private beginClose(code?: ErrorCodeValue): void {
+    this.ctx.counters.leaving(this.conn.kind, this.state === State.Live);
     this.state = State.Closing;
     this.conn.end(code);
     this.ctx.wheel.schedule(this, this.ctx.wheel.now + this.ctx.limits.closeGraceMs);

@@ -100,7 +100,19 @@ export interface InboxStore {
   members(group: string): Promise<string[]>;
   /** Commits what is pending and releases the engine. */
   close(): Promise<void>;
+  /**
+   * A cheap round trip to the engine (GET /readyz); rejects when it cannot answer. A backend without it
+   * counts as reachable.
+   */
+  ping?(): Promise<void>;
 }
+
+/**
+ * Told about every per-tick commit a backend makes (the writes queued in one loop tick): how long it
+ * took, in seconds, and how many operations it carried. For the metrics: the SQLite and Redis stores
+ * take one in their `onCommit` field.
+ */
+export type CommitObserver = (seconds: number, ops: number) => void;
 
 /**
  * What "stored durably" promises (PROTOCOL.md section 5): `normal` survives a crash of any server

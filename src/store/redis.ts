@@ -37,6 +37,7 @@ import {
   type AppendRequest,
   type AppendResult,
   badAppend,
+  type CommitObserver,
   type DeviceState,
   type Durability,
   type InboxCaps,
@@ -137,6 +138,11 @@ export class RedisInboxStore implements InboxStore {
   /** Index writes that failed, newest generation per user: sent again before the next sweep step. */
   private readonly unsynced = new Map<string, { gen: number; due: string }>();
   private readonly scripts: Scripts;
+  /**
+   * Told about every per-tick flush once all its write scripts have answered (its pipeline's round
+   * trip): the time from the flush, and the operations it carried. The metrics set it.
+   */
+  onCommit: CommitObserver | null = null;
 
   private constructor(
     private readonly client: StoreClient,
@@ -329,6 +335,12 @@ export class RedisInboxStore implements InboxStore {
     return work;
   }
 
+  /** One PING round trip (readiness); rejects like any command when Redis does not answer in time. */
+  async ping(): Promise<void> {
+    if (this.closed) throw closedError();
+    await this.command(() => this.client.ping());
+  }
+
   /** Sends what is queued, waits for every answer, then quits the connection(s). Idempotent. */
   close(): Promise<void> {
     if (this.closing === null) {
@@ -396,13 +408,25 @@ export class RedisInboxStore implements InboxStore {
     this.queue = [];
     this.growingUsers.clear();
     this.growingGroups.clear();
+    const observer = this.onCommit;
+    const started = observer === null ? 0 : performance.now();
+    const applied: Promise<void>[] = [];
+    let ops = 0;
     for (const batch of batches) {
-      if (batch.kind === 'user') this.sendUserBatch(batch.user, batch.ops);
-      else this.sendGroupBatch(batch.group, batch.ops);
+      applied.push(
+        batch.kind === 'user'
+          ? this.sendUserBatch(batch.user, batch.ops)
+          : this.sendGroupBatch(batch.group, batch.ops),
+      );
+      ops += batch.ops.length;
+    }
+    if (observer !== null) {
+      void Promise.all(applied).then(() => observer((performance.now() - started) / 1000, ops));
     }
   }
 
-  private sendUserBatch(user: string, ops: UserOp[]): void {
+  /** Sends one user's writes of this tick as one script call; the promise settles them and never rejects. */
+  private sendUserBatch(user: string, ops: UserOp[]): Promise<void> {
     const { maxMessages, maxBytes, retentionMs } = this.caps;
     const args: (string | Buffer)[] = [
       ...userKeys(user),
@@ -455,16 +479,24 @@ export class RedisInboxStore implements InboxStore {
       },
     );
     track(this.writes, applied);
+    return applied;
   }
 
-  private sendGroupBatch(group: string, ops: { join: boolean; user: string; done: Settle<void> }[]): void {
+  /** One command per join or leave; the promise settles them and never rejects. */
+  private sendGroupBatch(
+    group: string,
+    ops: { join: boolean; user: string; done: Settle<void> }[],
+  ): Promise<void> {
     const key = groupMembersKey(group);
+    const all: Promise<void>[] = [];
     for (const { join, user, done } of ops) {
       const applied = this.command(() =>
         join ? this.client.sadd(key, user) : this.client.srem(key, user),
       ).then(() => done.resolve(), done.reject);
       track(this.writes, applied);
+      all.push(applied);
     }
+    return Promise.all(all).then(() => undefined);
   }
 
   /**

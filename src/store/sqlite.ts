@@ -31,6 +31,7 @@ import {
   type AppendRequest,
   type AppendResult,
   badAppend,
+  type CommitObserver,
   type DeviceState,
   type Durability,
   type InboxCaps,
@@ -161,6 +162,8 @@ const SQL = {
   join: 'INSERT INTO member (grp, user) VALUES (?, ?) ON CONFLICT DO NOTHING',
   leave: 'DELETE FROM member WHERE grp = ? AND user = ?',
   members: 'SELECT user FROM member WHERE grp = ? ORDER BY user',
+  // Readiness: a read of the file, answered from the page cache.
+  ping: 'SELECT count(*) FROM meta',
 } as const;
 
 interface InboxState {
@@ -227,6 +230,7 @@ class Shard {
     s.floor.pluck();
     s.pendingUsers.pluck();
     s.members.pluck();
+    s.ping.pluck();
     this.s = s;
     this.batchTx = db.transaction((ops: Op[]) => this.runBatch(ops)).immediate;
     this.purgeTx = db.transaction((cutoff: number, budget: number) =>
@@ -234,10 +238,13 @@ class Shard {
     ).immediate;
   }
 
-  /** Commits the queued ops in one transaction, then settles their promises (all rejected on failure). */
-  commit(): void {
+  /**
+   * Commits the queued ops in one transaction, then settles their promises (all rejected on failure).
+   * Returns how many ops it carried.
+   */
+  commit(): number {
     const ops = this.queue;
-    if (ops.length === 0) return;
+    if (ops.length === 0) return 0;
     this.queue = [];
     try {
       this.batchTx(ops);
@@ -250,7 +257,7 @@ class Shard {
           op.call.reject(e);
         }
       }
-      return;
+      return ops.length;
     }
     for (const op of ops) {
       if (op.kind === 'append') {
@@ -260,6 +267,7 @@ class Shard {
       } else if (op.kind === 'open') op.resolve(op.result!);
       else op.resolve();
     }
+    return ops.length;
   }
 
   /** Inside the batch transaction: applies every op in call order; inbox rows are written once at the end. */
@@ -367,6 +375,11 @@ class Shard {
 
   members(group: string): string[] {
     return this.s.members.all(group) as string[];
+  }
+
+  /** Throws when the file cannot be read. */
+  ping(): void {
+    this.s.ping.get();
   }
 
   receiptSources(user: string, afterSeq: number, upToSeq: number, limit: number): ReceiptSource[] {
@@ -553,6 +566,8 @@ export class SqliteInboxStore implements InboxStore {
   private scheduled = false;
   private closed = false;
   private purgeCursor = 0;
+  /** Told about every per-tick commit (its shards' transactions together; the metrics set it). */
+  onCommit: CommitObserver | null = null;
 
   private constructor(
     shardCount: number,
@@ -792,6 +807,16 @@ export class SqliteInboxStore implements InboxStore {
     return done;
   }
 
+  /** Reads every open shard file once (readiness). */
+  async ping(): Promise<void> {
+    if (this.closed) throw closedError();
+    try {
+      for (const shard of this.list) shard.ping();
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
   /** Commits what is queued (those promises resolve), then closes every shard file. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -828,10 +853,17 @@ export class SqliteInboxStore implements InboxStore {
     this.flush();
   };
 
-  /** Commits every shard with queued ops, one transaction each. */
+  /**
+   * Commits every shard with queued ops, one transaction each. The observer gets their time together:
+   * every caller of the tick waits for all of them (the promises settle after the last).
+   */
   private flush(): void {
     if (this.dirty.length === 0) return;
     const shards = this.dirty.splice(0);
-    for (const shard of shards) shard.commit();
+    const observer = this.onCommit;
+    const started = observer === null ? 0 : performance.now();
+    let ops = 0;
+    for (const shard of shards) ops += shard.commit();
+    observer?.((performance.now() - started) / 1000, ops);
   }
 }

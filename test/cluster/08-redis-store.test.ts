@@ -83,6 +83,9 @@ describe('serve --store redis://', () => {
       );
     }
     for (const s of senders) await s.start();
+    // A recipient connected all along: what it missed while Redis was away (stored messages announced
+    // by pub/sub, or not at all) it gets once Redis is back, in order, each once.
+    const { client: live } = await open('rs-r1');
     const workersBefore = server.workerPids().sort();
     const runs = Promise.all(senders.map((s) => s.run(90_000)));
     const acceptedNow = () => senders.reduce((n, s) => n + s.accepted.size, 0);
@@ -108,6 +111,18 @@ describe('serve --store redis://', () => {
     );
     const problems = await auditSenders(server.port, recipients, senders, () => total, recipientOf, clients);
     assertNoProblems(problems, 'messages lost, stored twice or out of order');
+    const expected = senders.reduce(
+      (n, _sender, j) =>
+        n +
+        Array.from({ length: total }, (_, i) => recipientOf(j, i + 1)).filter((r) => r === 'rs-r1').length,
+      0,
+    );
+    const seen = (await live.collect('DELIVER', expected, 20_000)) as DeliverFrame[];
+    assert.deepEqual(
+      seen.map((d) => d.seq),
+      Array.from({ length: expected }, (_, i) => i + 1),
+      'the live recipient did not get seqs 1…n once each, in order',
+    );
   });
 
   it('refuses --durability full on a Redis without appendfsync always', async () => {

@@ -56,7 +56,11 @@ export function registerServe(program: Command): void {
     .option('--host <host>', 'address for SBP over TCP', '127.0.0.1')
     .option('--port <port>', 'SBP over TCP port', '7070')
     .option('--http-host <host>', 'address for the HTTP port (default: --host)')
-    .option('--http-port <port>', 'HTTP port: SBP over WebSocket at /sbp, and /healthz', '7071')
+    .option(
+      '--http-port <port>',
+      'HTTP port: SBP over WebSocket at /sbp, the web app, /healthz, /readyz and /metrics',
+      '7071',
+    )
     .option('--data <dir>', 'data folder (one SQLite file per shard)', './data')
     .option(
       '--store <url>',
