@@ -23,6 +23,8 @@ export interface ServerSpec {
   shards?: number;
   /** The CPU the whole process tree runs on (taskset -c); undefined = not pinned. */
   cpu?: number;
+  /** Further `serve` flags (e.g. `--store redis://…`, `--node-name n1`). */
+  serveArgs?: readonly string[];
 }
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -110,6 +112,7 @@ export class ServerProcess extends ManagedProcess {
       '--log-level',
       'warn',
       ...(spec.shards === undefined ? [] : ['--shards', String(spec.shards)]),
+      ...(spec.serveArgs ?? []),
       // SWITCHBOARD_BENCH_SERVE_ARGS: extra `serve` flags (e.g. "--semi-space 4").
       ...(process.env.SWITCHBOARD_BENCH_SERVE_ARGS ?? '').split(/\s+/).filter(Boolean),
     ];

@@ -179,6 +179,11 @@ export interface LoadConfig {
   /** A loopback IPv4 address. */
   host: string;
   port: number;
+  /**
+   * The nodes of a fleet, by SBP port on `host` (instead of `port`): user i connects to node i mod n and
+   * sends only to users of other nodes (pairs: each receiver sits on the node after its sender's).
+   */
+  fleetPorts?: number[];
   workload: Workload;
   /** User ids are `<prefix>u<i>` (users) or `<prefix>s<i>` / `<prefix>r<i>` (pairs). */
   userPrefix: string;
@@ -405,28 +410,46 @@ class Endpoint {
   }
 }
 
-/** Users of a workload, and the recipient each sender picks. */
+/**
+ * Users of a workload, the recipient each sender picks, and the node (of `nodes`) each user connects to.
+ * With several nodes every message crosses nodes: a user sends only to users of other nodes.
+ */
 function plan(
   workload: Workload,
   prefix: string,
-): { users: string[]; senders: number[]; pick: (s: number) => number } {
+  nodes: number,
+): { users: string[]; senders: number[]; pick: (s: number) => number; nodeOf: (i: number) => number } {
   if (workload.kind === 'pairs') {
     const p = workload.pairs;
     const users = [
       ...Array.from({ length: p }, (_, i) => `${prefix}s${i}`),
       ...Array.from({ length: p }, (_, i) => `${prefix}r${i}`),
     ];
-    return { users, senders: Array.from({ length: p }, (_, i) => i), pick: (s) => s + p };
+    return {
+      users,
+      senders: Array.from({ length: p }, (_, i) => i),
+      pick: (s) => s + p,
+      nodeOf: (i) => (i < p ? i : i - p + 1) % nodes,
+    };
   }
   const u = workload.users;
   if (u < 2) throw new Error('the users workload needs at least 2 users');
+  if (u < nodes) throw new Error(`${u} users cannot cover ${nodes} nodes`);
   const users = Array.from({ length: u }, (_, i) => `${prefix}u${i}`);
-  // A uniformly random other user.
-  const pick = (s: number): number => {
-    const j = Math.floor(Math.random() * (u - 1));
-    return j >= s ? j + 1 : j;
-  };
-  return { users, senders: users.map((_, i) => i), pick };
+  // A uniformly random other user; with several nodes, a random user of a random other node
+  // (node k holds users k, k + n, k + 2n, …).
+  const pick =
+    nodes === 1
+      ? (s: number): number => {
+          const j = Math.floor(Math.random() * (u - 1));
+          return j >= s ? j + 1 : j;
+        }
+      : (s: number): number => {
+          const node = (s + 1 + Math.floor(Math.random() * (nodes - 1))) % nodes;
+          const onNode = Math.floor((u - 1 - node) / nodes) + 1;
+          return node + nodes * Math.floor(Math.random() * onNode);
+        };
+  return { users, senders: users.map((_, i) => i), pick, nodeOf: (i) => i % nodes };
 }
 
 /** Users the workload connects. */
@@ -453,7 +476,8 @@ export class LoadRun {
    * max(60 s, 20 ms per user); throws (after closing what was opened) when one fails or time runs out.
    */
   static async connect(config: LoadConfig, label: string, quiet = false): Promise<LoadRun> {
-    const { users, senders, pick } = plan(config.workload, config.userPrefix);
+    const ports = config.fleetPorts ?? [config.port];
+    const { users, senders, pick, nodeOf } = plan(config.workload, config.userPrefix, ports.length);
     const run = new Run();
     const load = new Load(
       run,
@@ -473,7 +497,7 @@ export class LoadRun {
       config.connectConcurrency,
       async ([user, index]) => {
         if (aborted) throw new Error('connect phase aborted');
-        const conn = await Conn.open(config.port, user, config.device, {
+        const conn = await Conn.open(ports[nodeOf(index)]!, user, config.device, {
           host: config.host,
           onFail: (why) => run.fail(`${user}: ${why}`),
         });
