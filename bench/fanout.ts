@@ -18,12 +18,12 @@
  * stopped by PID (SIGTERM, then SIGKILL after 10 s) and its folders removed.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { lineChartSvg } from './lib/chart.js';
-import { commandLine, describeMachine, sourceRevision, today, writeSection } from './lib/docs.js';
+import { commandLine, describeMachine, sourceRevision, today, writeResults } from './lib/docs.js';
 import { type FanoutResult, PROBE_INTERVAL_MS, runFanout } from './lib/fanout.js';
 import type { LatencySummary } from './lib/latency.js';
 import {
@@ -36,7 +36,7 @@ import {
 } from './lib/loop-delay.js';
 import { loadAverage, machineInfo } from './lib/machine.js';
 import { type MachineCpu, machineCpu, type TreeCpu, treeCpu } from './lib/proc.js';
-import { endProgress, int, progress, round } from './lib/report.js';
+import { endProgress, int, progress, round, runMain } from './lib/report.js';
 import { ServerProcess, sleep } from './lib/server.js';
 import { installCleanup, intArg, workerList } from './lib/throughput.js';
 import { ratePoints } from './report-html.js';
@@ -489,38 +489,18 @@ async function main(): Promise<number> {
       ].join('\n'),
     );
   }
-  if (runs.length > 0 && (opts.write !== null || opts.svg !== null)) {
-    try {
-      let link: string | null = null;
-      if (opts.svg !== null) {
-        writeFileSync(opts.svg, chartSvg(opts, runs));
-        process.stderr.write(`wrote ${opts.svg}\n`);
-        if (opts.write !== null) {
-          link = path.relative(path.dirname(opts.write), opts.svg).split(path.sep).join('/');
-        }
-      }
-      if (opts.write !== null) {
-        writeSection(
-          opts.write,
-          'fanout',
-          section(opts, runs, failures, commandLine('bench:fanout', args), link),
-        );
-        process.stderr.write(`wrote the "fanout" section of ${opts.write}\n`);
-      }
-    } catch (err) {
-      process.stderr.write(`writing the results: ${err instanceof Error ? err.message : String(err)}\n`);
-      return 1;
-    }
+  if (
+    runs.length > 0 &&
+    writeResults(
+      'fanout',
+      opts,
+      () => chartSvg(opts, runs),
+      (link) => section(opts, runs, failures, commandLine('bench:fanout', args), link),
+    ) !== 0
+  ) {
+    return 1;
   }
   return failures.length > 0 ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -1,27 +1,8 @@
-/**
- * Many-machines benchmark (`npm run bench:fleet`): the same load — U users, each keeping K messages in
- * flight to users on other nodes, P-byte payloads — against one node on SQLite, 1, 2 and 3 nodes on one
- * Redis, and 3 nodes on a Redis Cluster (3 masters + 3 replicas); each configuration with fresh
- * processes (bench/lib/fleet.ts). It prints delivered msg/s, latency, the CPU of the nodes, of Redis
- * (and of its busiest main thread, Redis's ceiling) and of the generator, and the Redis commands and
- * socket reads per delivered message, so a reader sees where the ceiling is and what a message costs
- * Redis.
- *
- *   node dist/bench/fleet.js [--configs sqlite:1,redis:1,redis:2,redis:3,cluster:3] [--users 300]
- *                            [--in-flight 4] [--payload 100] [--warmup 2s] [--duration 10s]
- *                            [--durability normal|full] [--json] [--write docs/BENCHMARKS.md] [--svg file]
- *
- * Progress goes to stderr; the table (or, with --json, one JSON object) to stdout. With --write, the
- * "fleet" section of that Markdown file (between its markers) is replaced and a bar chart of msg/s per
- * configuration is written beside it (bench-fleet.svg, or --svg). Every node and redis-server it starts
- * is stopped by PID, also on SIGINT/SIGTERM or an abrupt exit.
- */
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { barChartSvg } from './lib/chart.js';
-import { commandLine, describeMachine, sourceRevision, today, writeSection } from './lib/docs.js';
+import { commandLine, describeMachine, sourceRevision, today, writeResults } from './lib/docs.js';
 import {
   configId,
   configLabel,
@@ -34,7 +15,7 @@ import {
 } from './lib/fleet.js';
 import { machineInfo } from './lib/machine.js';
 import { killAllRedisNow } from './lib/redis-server.js';
-import { endProgress, int } from './lib/report.js';
+import { endProgress, int, runMain } from './lib/report.js';
 import { durabilityList, installCleanup, intArg } from './lib/throughput.js';
 
 interface Options extends FleetOptions {
@@ -409,38 +390,18 @@ async function main(): Promise<number> {
       ].join('\n'),
     );
   }
-  if (results.length > 0 && (opts.write !== null || opts.svg !== null)) {
-    try {
-      let link: string | null = null;
-      if (opts.svg !== null) {
-        writeFileSync(opts.svg, chartSvg(opts, results));
-        process.stderr.write(`wrote ${opts.svg}\n`);
-        if (opts.write !== null) {
-          link = path.relative(path.dirname(opts.write), opts.svg).split(path.sep).join('/');
-        }
-      }
-      if (opts.write !== null) {
-        writeSection(
-          opts.write,
-          'fleet',
-          section(opts, results, failures, commandLine('bench:fleet', args), link),
-        );
-        process.stderr.write(`wrote the "fleet" section of ${opts.write}\n`);
-      }
-    } catch (err) {
-      process.stderr.write(`writing the results: ${err instanceof Error ? err.message : String(err)}\n`);
-      return 1;
-    }
+  if (
+    results.length > 0 &&
+    writeResults(
+      'fleet',
+      opts,
+      () => chartSvg(opts, results),
+      (link) => section(opts, results, failures, commandLine('bench:fleet', args), link),
+    ) !== 0
+  ) {
+    return 1;
   }
   return failures.length > 0 ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -55,7 +55,7 @@ import {
 import { commandLine, describeMachine, sourceRevision, today, writeSection } from './lib/docs.js';
 import { GENERATOR_CPU, loadAverage, machineInfo, SERVER_CPU } from './lib/machine.js';
 import { processTree } from './lib/proc.js';
-import { bytes, endProgress, progress } from './lib/report.js';
+import { bytes, endProgress, progress, runMain } from './lib/report.js';
 import { applyPinning, GENERATOR_CEILING_PERCENT, intArg } from './lib/throughput.js';
 
 // ------------------------------------------------------------------ options
@@ -1140,12 +1140,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

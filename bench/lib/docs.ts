@@ -136,3 +136,32 @@ export function throughputSection(input: SectionInput): string {
   for (const e of input.extra ?? []) lines.push(e, '');
   return lines.join('\n');
 }
+
+/**
+ * Writes a benchmark's chart (to `svg`) and its section of docs/BENCHMARKS.md (to `write`), each when
+ * asked for; the section gets the chart's path relative to the docs file. Returns the exit code: 0, or 1
+ * after printing why writing failed.
+ */
+export function writeResults(
+  name: string,
+  to: { write: string | null; svg: string | null },
+  chart: () => string,
+  sectionOf: (chartLink: string | null) => string,
+): number {
+  try {
+    let link: string | null = null;
+    if (to.svg !== null) {
+      writeFileSync(to.svg, chart());
+      process.stderr.write(`wrote ${to.svg}\n`);
+      if (to.write !== null) link = path.relative(path.dirname(to.write), to.svg).split(path.sep).join('/');
+    }
+    if (to.write !== null) {
+      writeSection(to.write, name, sectionOf(link));
+      process.stderr.write(`wrote the "${name}" section of ${to.write}\n`);
+    }
+    return 0;
+  } catch (err) {
+    process.stderr.write(`writing the results: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}

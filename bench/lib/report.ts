@@ -72,3 +72,16 @@ export function bucketSeconds(seconds: number): number {
   }
   return 1000;
 }
+
+/** Runs a benchmark script's main: its result is the exit code; a throw is printed and exits 1. */
+export function runMain(main: () => Promise<number>): void {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -29,7 +29,7 @@ import { intFlag } from './flags.js';
 import { type Histogram, latencySummary, newHistogram } from './latency.js';
 import { GENERATOR_CPU, loadAverage, machineInfo, pinningProblem, pinSelf, SERVER_CPU } from './machine.js';
 import { cpusAllowed, type MachineCpu, machineCpu, type TreeCpu, treeCpu, treeCpusAllowed } from './proc.js';
-import { endProgress, progress, round } from './report.js';
+import { endProgress, progress, round, runMain } from './report.js';
 import { Conn, describeFrame, mapLimit } from './sbp-conn.js';
 import { type Durability, killAllServersNow, ServerProcess, sleep, stopAllServers } from './server.js';
 
@@ -1006,13 +1006,5 @@ export function runMatrixCommand<O extends MatrixOptions>(cmd: MatrixCommand<O>)
     }
     return failures.length > 0 ? 1 : 0;
   };
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err) => {
-      process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
+  runMain(main);
 }
