@@ -4,7 +4,8 @@
  * chat in order; store-and-forward and multi-device across nodes; presence across nodes; a device that
  * connects to another node replaces its session there; groups across nodes; and kill -9 of a whole node
  * in the middle of 10 000 messages between users on every node: its clients move to the other nodes,
- * and every ACCEPTED message is stored exactly once, in order.
+ * every ACCEPTED message is stored exactly once, in order, and the users it held go offline for their
+ * watchers once a live node has reaped it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -141,6 +142,11 @@ describe('a fleet of three nodes on one Redis', { skip: TEST_WORKERS !== 1 }, ()
       );
     });
     for (const s of senders) await s.start();
+    // A user connected to the victim only, watched from another node: offline once the node is reaped.
+    await open(1, 'fl-ghost');
+    const { client: watcher } = await open(0, 'fl-ghost-watcher');
+    watcher.send({ type: 'WATCH', users: ['fl-ghost'] });
+    assert.equal(((await watcher.waitFor('PRESENCE')) as PresenceFrame).online, 1);
     const acceptedNow = () => senders.reduce((n, s) => n + s.accepted.size, 0);
     let failure: unknown = null;
     const runs = Promise.all(senders.map((s) => s.run(120_000))).catch((err) => {
@@ -154,8 +160,15 @@ describe('a fleet of three nodes on one Redis', { skip: TEST_WORKERS !== 1 }, ()
     );
     const victim = nodes[1]!;
     await victim.kill9();
+    const killedAt = Date.now();
     await runs;
     if (failure) throw failure;
+    // Its heartbeat stops: after NODE_TTL (10 s) a live node removes its devices and tells the watchers.
+    const gone = (await watcher.waitFor('PRESENCE', 25_000)) as PresenceFrame;
+    assert.equal(gone.online, 0);
+    console.log(
+      `a user of the killed node went offline for its watchers ${Date.now() - killedAt} ms after the kill`,
+    );
     for (const s of senders.slice(2, 4)) {
       assert.ok(s.sessions >= 2, `${s.user} was on the killed node and did not move (${s.nodes})`);
       assert.ok(!s.node.startsWith('n2.'), `${s.user} is still on n2`);
