@@ -10,7 +10,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DeliverFrame, PresenceFrame } from '../../src/protocol/index.js';
-import { assertNoProblems, splitOrderProblems } from '../helpers/audit.js';
+import {
+  assertNoProblems,
+  type ExpectedMessage,
+  inboxProblems,
+  readInbox,
+  splitOrderProblems,
+} from '../helpers/audit.js';
 import { auditSenders, eventually, ResendingSender } from '../helpers/cluster.js';
 import { type RedisProcess, startRedis } from '../helpers/redis.js';
 import { type ServerProcess, startServer, TEST_WORKERS } from '../helpers/server-process.js';
@@ -141,6 +147,25 @@ describe('a fleet of three nodes on one Redis', { skip: TEST_WORKERS !== 1 }, ()
         }),
       );
     });
+    // A group sender on the victim too: a node dying half-way through a group send must leave every
+    // member with each ACCEPTED message once, none missing, once the re-send (on another node) completes it.
+    const groupMembers = NODES.map((_, n) => `fl-gm${n}`);
+    for (const [n, user] of groupMembers.entries()) {
+      const { client } = await open(n, user);
+      client.send({ type: 'JOIN', ref: 1, group: '#fl-kill' });
+      await client.waitFor('DONE');
+      await client.close();
+    }
+    const groupSender = new ResendingSender({
+      port: ports[1]!,
+      ports: [ports[1]!, ports[2]!, ports[0]!],
+      user: groupMembers[1]!,
+      total: 1000,
+      recipientOf: () => '#fl-kill',
+      inFlight: 20,
+      chunk: 10,
+    });
+    senders.push(groupSender);
     for (const s of senders) await s.start();
     // A user connected to the victim only, watched from another node: offline once the node is reaped.
     await open(1, 'fl-ghost');
@@ -159,6 +184,7 @@ describe('a fleet of three nodes on one Redis', { skip: TEST_WORKERS !== 1 }, ()
       5,
     );
     const victim = nodes[1]!;
+    const groupAcceptedAtKill = groupSender.accepted.size;
     await victim.kill9();
     const killedAt = Date.now();
     await runs;
@@ -177,14 +203,22 @@ describe('a fleet of three nodes on one Redis', { skip: TEST_WORKERS !== 1 }, ()
       senders.flatMap((s) => s.problems),
       'protocol problems seen by the senders',
     );
-    const problems = await auditSenders(
-      ports[0]!,
-      recipients,
-      senders,
-      () => perSender,
-      recipientOf,
-      clients,
+    const direct = senders.filter((s) => s !== groupSender);
+    const problems = await auditSenders(ports[0]!, recipients, direct, () => perSender, recipientOf, clients);
+    assert.ok(
+      groupSender.sessions >= 2,
+      `the group sender did not move off the killed node (${groupSender.nodes})`,
     );
+    const groupExpected: ExpectedMessage[] = Array.from({ length: groupSender.total }, (_, i) => ({
+      from: groupSender.user,
+      fromDevice: 'd1',
+      clientMsgId: i + 1,
+      to: '#fl-kill',
+      timestamp: groupSender.accepted.get(i + 1)!.timestamp,
+    }));
+    for (const member of groupMembers) {
+      problems.push(...inboxProblems(member, await readInbox(ports[0]!, member, clients), groupExpected));
+    }
     const { order, other } = splitOrderProblems(problems);
     assertNoProblems(other, 'messages lost, stored twice or altered');
     assertNoProblems(order, 'messages out of send order');
