@@ -209,6 +209,7 @@ describe('a fleet of three nodes on one Redis', { skip: TEST_WORKERS !== 1 }, ()
       groupSender.sessions >= 2,
       `the group sender did not move off the killed node (${groupSender.nodes})`,
     );
+    assert.ok(groupAcceptedAtKill < groupSender.total, 'the group sends were over before the kill');
     const groupExpected: ExpectedMessage[] = Array.from({ length: groupSender.total }, (_, i) => ({
       from: groupSender.user,
       fromDevice: 'd1',
