@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import type { Logger } from 'pino';
 import { busMetricsHook, machineClockMs } from '../server/metrics/bus-hook.js';
+import { OncePerTurn } from '../util/once-per-turn.js';
 
 export class BusUnavailableError extends Error {
   constructor(message: string) {
@@ -61,7 +62,7 @@ class Link {
   /** Requests sent on this link and not answered yet: they fail if the link closes first. */
   readonly inflight = new Set<number>();
   private out: Wire[] = [];
-  private scheduled = false;
+  private readonly turn = new OncePerTurn(() => this.flush());
   private buffered: Buffer | null = null;
 
   constructor(
@@ -73,16 +74,11 @@ class Link {
   }
 
   send(m: Wire): void {
-    if (!this.scheduled) {
-      this.scheduled = true;
-      if (busMetricsHook.observer) this.out.push({ t: 'at', at: machineClockMs() });
-      setImmediate(this.flush);
-    }
+    if (this.turn.request() && busMetricsHook.observer) this.out.push({ t: 'at', at: machineClockMs() });
     this.out.push(m);
   }
 
-  private readonly flush = (): void => {
-    this.scheduled = false;
+  private flush(): void {
     if (this.out.length === 0 || this.socket.destroyed) return;
     const body = serialize(this.out);
     if (busMetricsHook.observer) {
@@ -95,7 +91,7 @@ class Link {
     this.socket.write(header);
     this.socket.write(body);
     this.socket.uncork();
-  };
+  }
 
   private read(chunk: Buffer): void {
     let buf = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;

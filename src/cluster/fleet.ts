@@ -34,6 +34,7 @@ import {
   type StoreTarget,
 } from '../store/redis/connection.js';
 import { shardOf } from '../store/shard.js';
+import { OncePerTurn } from '../util/once-per-turn.js';
 import { ownerOfShard } from './cluster-homes.js';
 
 /** What the home of `key` (a user, or a #group) on one node tells its counterpart on the others. */
@@ -123,7 +124,7 @@ export class Fleet {
   /** Live nodes other than this one → their worker count. */
   private readonly peers = new Map<string, number>();
   private readonly queues = new Map<string, FleetNotice[]>();
-  private flushScheduled = false;
+  private readonly turn = new OncePerTurn(() => this.flush());
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private subscribedOnce = false;
   private closed = false;
@@ -174,14 +175,10 @@ export class Fleet {
     const q = this.queues.get(channel);
     if (q) q.push(n);
     else this.queues.set(channel, [n]);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.turn.request();
   }
 
   private flush(): void {
-    this.flushScheduled = false;
     for (const [channel, notices] of this.queues) {
       // A lost batch is only a missed doorbell: sessions read what they missed from the inbox.
       this.cmd.spublish(channel, serialize(notices)).catch(() => {});

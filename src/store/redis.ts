@@ -33,6 +33,7 @@
  * may have been applied: the caller's re-send gets 'duplicate' with the original seq.
  */
 import type { Logger } from 'pino';
+import { OncePerTurn } from '../util/once-per-turn.js';
 import {
   type AppendRequest,
   type AppendResult,
@@ -125,7 +126,7 @@ export class RedisInboxStore implements InboxStore {
   private queue: (UserBatch | GroupBatch)[] = [];
   private readonly growingUsers = new Map<string, UserBatch>();
   private readonly growingGroups = new Map<string, GroupBatch>();
-  private scheduled = false;
+  private readonly turn = new OncePerTurn(() => this.flush());
   private closed = false;
   private closing: Promise<void> | null = null;
   /** Every command sent and not answered yet (copies that never reject), for close(). */
@@ -371,7 +372,7 @@ export class RedisInboxStore implements InboxStore {
         this.queue.push(batch);
       }
       batch.ops.push({ join, user, done: { resolve, reject } });
-      this.schedule();
+      this.turn.request();
     });
   }
 
@@ -386,20 +387,8 @@ export class RedisInboxStore implements InboxStore {
     if (op.kind === 'append') batch.bytes += op.message.length;
     // A full batch stays in the queue; the user's next op starts another, sent after it.
     if (batch.ops.length >= MAX_BATCH_OPS || batch.bytes >= MAX_BATCH_BYTES) this.growingUsers.delete(user);
-    this.schedule();
+    this.turn.request();
   }
-
-  private schedule(): void {
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.onTick);
-    }
-  }
-
-  private readonly onTick = (): void => {
-    this.scheduled = false;
-    this.flush();
-  };
 
   /** Sends every queued batch, in call order. */
   private flush(): void {

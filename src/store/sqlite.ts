@@ -27,6 +27,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { OncePerTurn } from '../util/once-per-turn.js';
 import {
   type AppendRequest,
   type AppendResult,
@@ -563,7 +564,7 @@ export class SqliteInboxStore implements InboxStore {
   private readonly byIndex: (Shard | undefined)[];
   private readonly list: Shard[];
   private readonly dirty: Shard[] = [];
-  private scheduled = false;
+  private readonly turn = new OncePerTurn(() => this.flush());
   private closed = false;
   private purgeCursor = 0;
   /** Told about every per-tick commit (its shards' transactions together; the metrics set it). */
@@ -842,16 +843,8 @@ export class SqliteInboxStore implements InboxStore {
 
   private enqueue(shard: Shard, op: Op): void {
     if (shard.queue.push(op) === 1) this.dirty.push(shard);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.onTick);
-    }
+    this.turn.request();
   }
-
-  private readonly onTick = (): void => {
-    this.scheduled = false;
-    this.flush();
-  };
 
   /**
    * Commits every shard with queued ops, one transaction each. The observer gets their time together:

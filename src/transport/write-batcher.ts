@@ -3,26 +3,24 @@
  * and every registered connection is flushed once, on setImmediate (one writev for TCP, one binary
  * message for WebSocket).
  */
+import { OncePerTurn } from '../util/once-per-turn.js';
+
 export interface Flushable {
   flushBatch(): void;
 }
 
 export class WriteBatcher {
   private pending: Flushable[] = [];
-  private scheduled = false;
+  private readonly turn = new OncePerTurn(() => this.flush());
 
   add(conn: Flushable): void {
     this.pending.push(conn);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
+    this.turn.request();
   }
 
-  private readonly flush = (): void => {
-    this.scheduled = false;
+  private flush(): void {
     const list = this.pending;
     this.pending = [];
     for (const conn of list) conn.flushBatch();
-  };
+  }
 }
