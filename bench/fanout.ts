@@ -38,7 +38,7 @@ import { loadAverage, machineInfo } from './lib/machine.js';
 import { type MachineCpu, machineCpu, type TreeCpu, treeCpu } from './lib/proc.js';
 import { endProgress, int, progress, round, runMain } from './lib/report.js';
 import { ServerProcess, sleep } from './lib/server.js';
-import { installCleanup, intArg, workerList } from './lib/throughput.js';
+import { installCleanup, intArg, scriptOptions, workerList } from './lib/throughput.js';
 import { ratePoints } from './report-html.js';
 
 interface Options {
@@ -438,14 +438,9 @@ function section(
 // ------------------------------------------------------------------ main
 
 async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  let opts: Options;
-  try {
-    opts = parseOptions(args);
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
-    return 2;
-  }
+  const started = scriptOptions(USAGE, parseOptions);
+  if (started === null) return 2;
+  const { args, opts } = started;
   installCleanup();
   const runs: FanoutRun[] = [];
   const failures: string[] = [];

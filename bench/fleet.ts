@@ -16,7 +16,7 @@ import {
 import { machineInfo } from './lib/machine.js';
 import { killAllRedisNow } from './lib/redis-server.js';
 import { endProgress, int, runMain } from './lib/report.js';
-import { durabilityList, installCleanup, intArg } from './lib/throughput.js';
+import { durabilityList, installCleanup, intArg, scriptOptions } from './lib/throughput.js';
 
 interface Options extends FleetOptions {
   configs: FleetConfig[];
@@ -329,14 +329,9 @@ function section(
 // ------------------------------------------------------------------ main
 
 async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  let opts: Options;
-  try {
-    opts = parseOptions(args);
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
-    return 2;
-  }
+  const started = scriptOptions(USAGE, parseOptions);
+  if (started === null) return 2;
+  const { args, opts } = started;
   installCleanup();
   process.once('exit', killAllRedisNow);
   const results: FleetResult[] = [];

@@ -56,7 +56,7 @@ import { commandLine, describeMachine, sourceRevision, today, writeSection } fro
 import { GENERATOR_CPU, loadAverage, machineInfo, SERVER_CPU } from './lib/machine.js';
 import { processTree } from './lib/proc.js';
 import { bytes, endProgress, progress, runMain } from './lib/report.js';
-import { applyPinning, GENERATOR_CEILING_PERCENT, intArg } from './lib/throughput.js';
+import { GENERATOR_CEILING_PERCENT, intArg, scriptOptions, withPinning } from './lib/throughput.js';
 
 // ------------------------------------------------------------------ options
 
@@ -1071,15 +1071,9 @@ function ensurePeers(opts: Options): void {
 }
 
 async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  let opts: Options;
-  try {
-    opts = parseOptions(args);
-    applyPinning(opts.pin);
-  } catch (err) {
-    process.stderr.write(`${message(err)}\n${USAGE}`);
-    return 2;
-  }
+  const started = scriptOptions(USAGE, (a) => withPinning(parseOptions(a)));
+  if (started === null) return 2;
+  const { args, opts } = started;
   installCleanup();
   ensurePeers(opts);
 

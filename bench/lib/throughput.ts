@@ -140,6 +140,22 @@ export function applyPinning(pin: boolean): void {
   pinSelf(GENERATOR_CPU);
 }
 
+/** A benchmark script's options from its command line, or null after printing why with the usage (exit 2). */
+export function scriptOptions<O>(
+  usage: string,
+  parse: (args: string[]) => O,
+): { args: string[]; opts: O } | null {
+  const args = process.argv.slice(2);
+  let opts: O;
+  try {
+    opts = parse(args);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${usage}`);
+    return null;
+  }
+  return { args, opts };
+}
+
 /** Stops every server on SIGINT/SIGTERM (gracefully, up to 5 s) and on exit (SIGKILL). */
 export function installCleanup(): void {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -956,17 +972,17 @@ export interface MatrixCommand<O extends MatrixOptions> {
  * every server on an abrupt exit, the runs, one JSON object or a text table, the files it writes;
  * exit code 1 when a run failed or a file could not be written.
  */
+/** Options whose pinning (`--pin`) is applied as they are parsed. */
+export function withPinning<O extends { pin: boolean }>(opts: O): O {
+  applyPinning(opts.pin);
+  return opts;
+}
+
 export function runMatrixCommand<O extends MatrixOptions>(cmd: MatrixCommand<O>): void {
   const main = async (): Promise<number> => {
-    const args = process.argv.slice(2);
-    let opts: O;
-    try {
-      opts = cmd.parse(args);
-      applyPinning(opts.pin);
-    } catch (err) {
-      process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${cmd.usage}`);
-      return 2;
-    }
+    const started = scriptOptions(cmd.usage, (a) => withPinning(cmd.parse(a)));
+    if (started === null) return 2;
+    const { args, opts } = started;
     installCleanup();
     const outcome = await runMatrix(runSpecs(opts.workers, opts.durabilities), opts);
     const { results, failures } = outcome;
