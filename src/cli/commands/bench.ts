@@ -61,17 +61,37 @@ function str(v: string | boolean | undefined): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** A scenario's command with --target, --json and --report, which every scenario has. */
+function scenario(bench: Command, name: string): Command {
+  return bench
+    .command(name)
+    .option('--target <url>', TARGET_HELP, DEFAULT_TARGET)
+    .option('--json', 'print one JSON object instead of the table')
+    .option('--report <file.html>', 'also write a self-contained HTML report');
+}
+
+/** What every scenario's options take from those flags and --server-pid. */
+function commonFlags(flags: Flags): { target?: string; serverPid?: string; json: boolean; report?: string } {
+  return {
+    target: str(flags.target),
+    serverPid: str(flags.serverPid),
+    json: flags.json === true,
+    report: str(flags.report),
+  };
+}
+
+/** --server-pid of the scenarios that measure the server's CPU. */
+const CPU_SERVER_PID_HELP = 'the server process whose tree CPU is measured (default: found from the port)';
+
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('load generators that measure a running server');
-  bench
-    .command('connections')
+  scenario(bench, 'connections')
     .description(
       'open N idle authenticated connections to a server, hold them, and report connects/s and server RSS per connection',
     )
     .requiredOption('--count <n>', 'connections to open')
     .option('--rate <r>', 'connects per second over all generator processes (default: no limit)')
     .option('--hold <duration>', 'how long to hold them once all are connected', '60s')
-    .option('--target <url>', TARGET_HELP, DEFAULT_TARGET)
     .option('--server-pid <pid>', 'the server process whose tree is measured (default: found from the port)')
     .option('--processes <p>', 'generator processes (default: enough for --per-process)')
     .option('--per-process <n>', 'sockets per generator process at most', '19000')
@@ -84,8 +104,6 @@ export function registerBench(program: Command): void {
       'sign HS256 tokens for a server with --auth-secret (or SWITCHBOARD_AUTH_SECRET)',
     )
     .option('--concurrency <n>', 'connects in progress per generator process at most', '512')
-    .option('--json', 'print one JSON object instead of the table')
-    .option('--report <file.html>', 'also write a self-contained HTML report')
     .action(async (flags: Flags) => {
       const { resolveOptions, runConnections, summaryTable } = await import('../../../bench/connections.js');
       const { connectionsReport, ConnectionSampler } = await import('../../../bench/report-html.js');
@@ -127,8 +145,7 @@ export function registerBench(program: Command): void {
       }
     });
 
-  bench
-    .command('throughput')
+  scenario(bench, 'throughput')
     .description(
       'U users send direct messages to random other users: delivered msg/s, latency percentiles, server CPU per message',
     )
@@ -144,13 +161,7 @@ export function registerBench(program: Command): void {
     .option('--ephemeral', 'ephemeral SENDs (delivered only to connected devices, seq 0)')
     .option('--processes <p>', 'generator processes; each sends only among its own users', '1')
     .option('--ack-every <n>', 'ACK every n DELIVERs (default: half the WELCOME window)')
-    .option('--target <url>', TARGET_HELP, DEFAULT_TARGET)
-    .option(
-      '--server-pid <pid>',
-      'the server process whose tree CPU is measured (default: found from the port)',
-    )
-    .option('--json', 'print one JSON object instead of the table')
-    .option('--report <file.html>', 'also write a self-contained HTML report')
+    .option('--server-pid <pid>', CPU_SERVER_PID_HELP)
     .action(async (flags: Flags) => {
       const m = await import('../../../bench/throughput.js');
       await runScenario(
@@ -166,10 +177,7 @@ export function registerBench(program: Command): void {
               ephemeral: flags.ephemeral === true,
               processes: str(flags.processes),
               ackEvery: str(flags.ackEvery),
-              target: str(flags.target),
-              serverPid: str(flags.serverPid),
-              json: flags.json === true,
-              report: str(flags.report),
+              ...commonFlags(flags),
             },
             parseDuration,
           ),
@@ -179,20 +187,13 @@ export function registerBench(program: Command): void {
       );
     });
 
-  bench
-    .command('drain')
+  scenario(bench, 'drain')
     .description(
       'store M messages for an offline user, then time its reconnect until the last DELIVER of the replay',
     )
     .requiredOption('--messages <m>', 'messages stored (the server’s inbox cap must allow them)')
     .option('--size <bytes>', 'payload size', '100')
-    .option('--target <url>', TARGET_HELP, DEFAULT_TARGET)
-    .option(
-      '--server-pid <pid>',
-      'the server process whose tree CPU is measured (default: found from the port)',
-    )
-    .option('--json', 'print one JSON object instead of the table')
-    .option('--report <file.html>', 'also write a self-contained HTML report')
+    .option('--server-pid <pid>', CPU_SERVER_PID_HELP)
     .action(async (flags: Flags) => {
       const m = await import('../../../bench/drain.js');
       await runScenario(
@@ -200,10 +201,7 @@ export function registerBench(program: Command): void {
           m.resolveDrainOptions({
             messages: flags.messages as string,
             size: str(flags.size),
-            target: str(flags.target),
-            serverPid: str(flags.serverPid),
-            json: flags.json === true,
-            report: str(flags.report),
+            ...commonFlags(flags),
           }),
         m.runDrain,
         m.drainTable,
@@ -211,8 +209,7 @@ export function registerBench(program: Command): void {
       );
     });
 
-  bench
-    .command('storm')
+  scenario(bench, 'storm')
     .description(
       'cut N connected, sending clients at once; time until all are back and check that no ACCEPTED message was lost',
     )
@@ -234,9 +231,6 @@ export function registerBench(program: Command): void {
     .option('--server-pid <pid>', 'with --restart: the server process to send SIGTERM to')
     .option('--restart-cmd <cmd>', 'cut by running this shell command (e.g. "systemctl restart switchboard")')
     .option('--concurrency <n>', 'connects in progress at most', '512')
-    .option('--target <url>', TARGET_HELP, DEFAULT_TARGET)
-    .option('--json', 'print one JSON object instead of the table')
-    .option('--report <file.html>', 'also write a self-contained HTML report')
     .action(async (flags: Flags) => {
       const m = await import('../../../bench/storm.js');
       await runScenario(
@@ -251,12 +245,9 @@ export function registerBench(program: Command): void {
               after: str(flags.after),
               timeout: str(flags.timeout),
               restart: flags.restart === true,
-              serverPid: str(flags.serverPid),
               restartCmd: str(flags.restartCmd),
               concurrency: str(flags.concurrency),
-              target: str(flags.target),
-              json: flags.json === true,
-              report: str(flags.report),
+              ...commonFlags(flags),
             },
             parseDuration,
           ),
