@@ -37,21 +37,8 @@ type Notice =
   | { k: 'replace'; sid: number }
   | { k: 'pres'; user: string; p: Presence };
 
-/** The bus requests a home answers; each runs the Home method of the same name (see apply). */
-type Op =
-  | 'open'
-  | 'close'
-  | 'append'
-  | 'read'
-  | 'ack'
-  | 'eph'
-  | 'watch'
-  | 'unwatch'
-  | 'join'
-  | 'leave'
-  | 'gsend'
-  | 'geph';
-const OPS = new Set<Op>([
+/** The bus requests a home answers; each runs the Home method it names (see apply). */
+const OPS = new Set([
   'open',
   'close',
   'append',
@@ -64,7 +51,8 @@ const OPS = new Set<Op>([
   'leave',
   'gsend',
   'geph',
-]);
+] as const);
+type Op = typeof OPS extends Set<infer T> ? T : never;
 
 /** Runs bus request `op` on a Home: the one place its arguments are unpacked. */
 function apply(home: Home, op: Op, a: unknown[]): unknown {

@@ -24,6 +24,8 @@ export type GroupOutcome =
   /** INVALID_ADDRESS (no such group) or NOT_A_MEMBER: nothing stored. */
   | { status: 'refused'; code: ErrorCodeValue; message: string };
 
+type Refused = Extract<GroupOutcome, { status: 'refused' }>;
+
 /** Member copies issued per turn of the event loop. */
 export const FANOUT_BATCH = 256;
 
@@ -66,8 +68,8 @@ export class GroupFanout {
     this.changed(group, (members) => members.filter((m) => m !== user));
   }
 
-  /** Why `sender` may not send to `group`, or null when it may. */
-  async check(group: string, sender: string): Promise<GroupOutcome | null> {
+  /** The members of `group` when `sender` may send to it, else why not (nothing is sent then). */
+  async audience(group: string, sender: string): Promise<string[] | Refused> {
     const members = await this.members(group);
     if (members.length === 0) {
       return { status: 'refused', code: ErrorCode.INVALID_ADDRESS, message: `group ${group} does not exist` };
@@ -75,13 +77,12 @@ export class GroupFanout {
     if (!members.includes(sender)) {
       return { status: 'refused', code: ErrorCode.NOT_A_MEMBER, message: `not a member of ${group}` };
     }
-    return null;
+    return members;
   }
 
   async send(group: string, m: GroupMessage, now: number): Promise<GroupOutcome> {
-    const refused = await this.check(group, m.from);
-    if (refused) return refused;
-    const members = await this.members(group);
+    const members = await this.audience(group, m.from);
+    if (!Array.isArray(members)) return members;
     const copy = (inbox: string, timestamp: number): AppendRequest => ({
       inbox,
       from: m.from,

@@ -344,9 +344,9 @@ export class Home implements Homes {
     bytes: Uint8Array,
     except: SessionRef,
   ): Promise<GroupOutcome | null> {
-    const refused = await this.groups.check(group, sender);
-    if (refused) return refused;
-    for (const member of await this.groups.members(group)) this.routes.ephemeral(member, bytes, except);
+    const members = await this.groups.audience(group, sender);
+    if (!Array.isArray(members)) return members;
+    for (const member of members) this.routes.ephemeral(member, bytes, except);
     return null;
   }
 }
