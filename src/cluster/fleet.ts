@@ -28,6 +28,7 @@ import type { Logger } from 'pino';
 import type { Presence } from '../server/home.js';
 import type { StoredMessage } from '../store/inbox-store.js';
 import {
+  backoff,
   createClient,
   parseStoreUrl,
   type StoreClient,
@@ -303,11 +304,10 @@ export class Fleet {
 
 /** The subscriber connection: resubscribes by itself after a reconnect (ioredis). */
 function subscriber(target: StoreTarget): StoreClient {
-  const retryStrategy = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 5), 1_000);
-  if (target.kind === 'single') return new Redis(target.url, { lazyConnect: true, retryStrategy });
+  if (target.kind === 'single') return new Redis(target.url, { lazyConnect: true, retryStrategy: backoff });
   return new Cluster(target.nodes, {
     shardedSubscribers: true,
-    clusterRetryStrategy: retryStrategy,
+    clusterRetryStrategy: backoff,
     redisOptions: { username: target.username, password: target.password },
   });
 }

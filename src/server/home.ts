@@ -223,8 +223,7 @@ export class Home implements Homes {
       const r = results[i]!;
       if (r.status !== 'stored') continue;
       const req = requests[i]!;
-      const entries = this.directory.get(req.inbox);
-      if (!entries && !this.fleet) continue;
+      if (!this.fleet && !this.directory.has(req.inbox)) continue;
       const message: StoredMessage = {
         seq: r.seq,
         timestamp: r.timestamp,
@@ -234,10 +233,16 @@ export class Home implements Homes {
         to: req.to,
         payload: req.payload,
       };
-      if (entries) for (const w of workersOf(entries)) this.sink.stored(w, req.inbox, message);
+      this.storedHere(req.inbox, message);
       this.fleet?.broadcast({ k: 'stored', key: req.inbox, m: message });
     }
     return results;
+  }
+
+  /** Tells the workers holding `inbox`'s sessions on this node that `message` was stored. */
+  private storedHere(inbox: string, message: StoredMessage): void {
+    const entries = this.directory.get(inbox);
+    if (entries) for (const w of workersOf(entries)) this.sink.stored(w, inbox, message);
   }
 
   read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
@@ -294,11 +299,9 @@ export class Home implements Homes {
   /** What the same user's (or group's) home on another node announced. */
   fleetNotice(n: FleetNotice): void {
     switch (n.k) {
-      case 'stored': {
-        const entries = this.directory.get(n.key);
-        if (entries) for (const w of workersOf(entries)) this.sink.stored(w, n.key, n.m);
+      case 'stored':
+        this.storedHere(n.key, n.m);
         return;
-      }
       case 'eph':
         this.ephemeralHere(n.key, n.d, NO_SESSION);
         return;

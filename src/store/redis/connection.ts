@@ -49,7 +49,7 @@ export function parseStoreUrl(url: string): StoreTarget {
 export type StoreClient = Redis | Cluster;
 
 /** Reconnect back-off: 100, 200, 400, 800 ms, then every second. */
-const backoff = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 5), 1_000);
+export const backoff = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 5), 1_000);
 
 /** A client that is not connected yet (connect() it). */
 export function createClient(target: StoreTarget, commandTimeoutMs: number): StoreClient {
