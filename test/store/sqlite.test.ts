@@ -160,7 +160,7 @@ describe('SqliteInboxStore', () => {
     }
   });
 
-  it('migrates a version-1 shard file: its messages stay, group membership works', async () => {
+  it('migrates a version-1 shard file: its messages stay, dedupe holds, group membership works', async () => {
     const first = await SqliteInboxStore.open({
       dir,
       shardCount: 1,
@@ -169,9 +169,11 @@ describe('SqliteInboxStore', () => {
     });
     await first.append([message('alice', 1)]);
     await first.close();
-    // What a version-1 build left behind: no member table.
+    // What a version-1 build left behind: no member table, the dedupe index led by the user.
     const db = new Database(join(dir, shardFileName(0)));
     db.exec('DROP TABLE member');
+    db.exec('DROP INDEX message_dedupe');
+    db.exec('CREATE UNIQUE INDEX message_dedupe ON message (user, sender, sender_device, client_msg_id)');
     db.pragma('user_version = 1');
     db.close();
     const store = await SqliteInboxStore.open({
@@ -183,6 +185,13 @@ describe('SqliteInboxStore', () => {
     try {
       assert.equal(store.inspect(0).userVersion, SCHEMA_VERSION);
       assert.equal(await store.lastSeq('alice'), 1);
+      const [again] = await store.append([message('alice', 1)]);
+      assert.deepEqual(again && { status: again.status, seq: 'seq' in again ? again.seq : 0 }, {
+        status: 'duplicate',
+        seq: 1,
+      });
+      const [next] = await store.append([message('alice', 2)]);
+      assert.equal(next?.status, 'stored');
       await store.join('#team', 'alice');
       assert.deepEqual(await store.members('#team'), ['alice']);
     } finally {
