@@ -10,7 +10,7 @@
  * bench-<n>, device d), waits for WELCOME and then holds, PINGing every heartbeatMs.
  *
  * Phases, each with a time limit so the run always ends by itself: start the generators; measure the
- * server's RSS; connect (at most max(60 s, N / 1000 s), longer for a low --rate); hold for --hold,
+ * server's RSS once it has settled; connect (at most max(60 s, N / 1000 s), longer for a low --rate); hold for --hold,
  * counting each second how many are still open; measure the server's RSS again; close everything.
  * The server is found from the target port (/proc/net/tcp → socket inode → /proc/<pid>/fd; a cluster
  * worker's primary heads the tree) or given with --server-pid; its RSS is that of the whole tree.
@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { openFileLimit } from '../src/server/fd-limit.js';
 import type { ChildMessage, GeneratorConfig, GeneratorStats, ParentMessage } from './generator/messages.js';
 import { intFlag } from './lib/flags.js';
-import { measuredServerRoots, treeRss } from './lib/proc.js';
+import { measuredServerRoots, settledTreeRss, treeRss } from './lib/proc.js';
 import { bytes, int, round, ThrottledProgress } from './lib/report.js';
 
 // ------------------------------------------------------------------ options and plan
@@ -442,7 +442,7 @@ export async function runConnections(opts: ConnectionsOptions): Promise<Connecti
     const failedToStart = gens.find((g) => !g.ready);
     if (failedToStart) throw new Error(failedToStart.error ?? 'a generator did not start');
 
-    const before = treeRss(roots);
+    const before = await settledTreeRss(roots);
 
     // ---- connect
     const t0 = Date.now();

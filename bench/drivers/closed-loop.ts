@@ -21,6 +21,7 @@ import {
   cpusAllowed,
   type MachineCpu,
   machineCpu,
+  settledTreeRss,
   type TreeCpu,
   treeCpu,
   treeCpusAllowed,
@@ -551,7 +552,7 @@ export async function holdConnections(driver: Driver, port: number, opts: HoldOp
   let dropped = 0;
   let firstError: string | null = null;
   await sleep(500);
-  const rssBefore = sumRss(opts.serverPid);
+  const rssBefore = [...(await settledTreeRss([opts.serverPid])).values()].reduce((a, b) => a + b, 0);
   const t0 = nowNs();
   let lastShown = 0;
   try {
