@@ -4,6 +4,7 @@
  * from the primary over the cluster IPC channel: listen, drain, exit.
  */
 import type { Logger } from 'pino';
+import { setFrameAllocator } from '../protocol/index.js';
 import { Home } from '../server/home.js';
 import type { Limits } from '../server/limits.js';
 import { type ServerOptions, SwitchboardServer } from '../server/server.js';
@@ -36,6 +37,8 @@ function tell(message: WorkerMessage): void {
 
 export async function runWorker(cfg: WorkerConfig, baseLog: Logger): Promise<void> {
   const log = baseLog.child({ worker: cfg.index });
+  // A worker encodes every frame it sends: from Node's Buffer pool, not an allocation each.
+  setFrameAllocator((size) => Buffer.allocUnsafe(size));
   const caps = {
     maxMessages: cfg.limits.inboxMaxMessages,
     maxBytes: cfg.limits.inboxMaxBytes,

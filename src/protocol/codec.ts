@@ -274,6 +274,22 @@ export function checkHelloVersion(body: Uint8Array): void {
 
 // ---------------------------------------------------------------- encoding
 
+/** Gives encodeFrame the bytes of one frame; see setFrameAllocator. */
+export type FrameAllocator = (size: number) => Uint8Array;
+
+let allocate: FrameAllocator = (size) => new Uint8Array(size);
+
+/**
+ * Where encodeFrame takes each frame's bytes from; by default a new Uint8Array. A server encodes tens of
+ * thousands of short frames a second, and a Uint8Array of ~150 bytes has a backing store of its own,
+ * which costs an allocation and garbage-collector work; Node's `Buffer.allocUnsafe` hands out slices of
+ * a shared pool instead (and sockets take Buffers without a conversion). The memory need not be zeroed:
+ * every frame is written to its last byte, and finish() checks that it was.
+ */
+export function setFrameAllocator(fn: FrameAllocator): void {
+  allocate = fn;
+}
+
 /** Writes one frame into a buffer sized exactly from its fields. */
 class FrameWriter {
   readonly bytes: Uint8Array;
@@ -281,7 +297,15 @@ class FrameWriter {
 
   // Integers are written byte by byte: no DataView per frame (frames are many and short-lived).
   constructor(size: number) {
-    this.bytes = new Uint8Array(size);
+    this.bytes = allocate(size);
+  }
+
+  /** The frame, once every byte of it has been written (the allocator's memory may hold old data). */
+  finish(): Uint8Array {
+    if (this.offset !== this.bytes.length) {
+      throw new Error(`frame encoder wrote ${this.offset} of ${this.bytes.length} bytes`);
+    }
+    return this.bytes;
   }
 
   // Out-of-range integers throw instead of wrapping silently into a different value on the wire.
@@ -376,7 +400,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.str(device);
       w.str(token);
       w.u64(frame.resumeAfter);
-      return w.bytes;
+      return w.finish();
     }
     case 'WELCOME': {
       const node = strBytes(frame.node);
@@ -388,7 +412,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.u32(frame.heartbeatMs);
       w.u32(frame.maxPayload);
       w.u32(frame.window);
-      return w.bytes;
+      return w.finish();
     }
     case 'SEND': {
       const to = strBytes(frame.to);
@@ -397,14 +421,14 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.u8(frame.flags);
       w.str(to);
       w.raw(frame.payload);
-      return w.bytes;
+      return w.finish();
     }
     case 'ACCEPTED': {
       const w = start(FrameType.ACCEPTED, 8 + 1 + 8);
       w.u64(frame.clientMsgId);
       w.u8(frame.flags);
       w.u64(frame.timestamp);
-      return w.bytes;
+      return w.finish();
     }
     case 'DELIVER': {
       const from = strBytes(frame.from);
@@ -421,7 +445,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.u64(frame.clientMsgId);
       w.str(to);
       w.raw(frame.payload);
-      return w.bytes;
+      return w.finish();
     }
     case 'ACK':
       return u64Frame(FrameType.ACK, frame.seq);
@@ -440,7 +464,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       );
       w.u16(users.length);
       for (const u of users) w.str(u);
-      return w.bytes;
+      return w.finish();
     }
     case 'PRESENCE': {
       const user = strBytes(frame.user);
@@ -448,7 +472,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.str(user);
       w.u8(frame.online);
       w.u64(frame.since);
-      return w.bytes;
+      return w.finish();
     }
     case 'JOIN':
     case 'LEAVE': {
@@ -456,7 +480,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       const w = start(frame.type === 'JOIN' ? FrameType.JOIN : FrameType.LEAVE, 8 + 2 + group.length);
       w.u64(frame.ref);
       w.str(group);
-      return w.bytes;
+      return w.finish();
     }
     case 'RECEIPT': {
       const by = strBytes(frame.by);
@@ -468,7 +492,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.str(fromDevice);
       w.u64(frame.clientMsgId);
       w.u64(frame.timestamp);
-      return w.bytes;
+      return w.finish();
     }
     case 'ERROR': {
       const message = strBytes(frame.message);
@@ -476,14 +500,14 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.u16(frame.code);
       w.u64(frame.ref);
       w.str(message);
-      return w.bytes;
+      return w.finish();
     }
     case 'BYE': {
       const reason = strBytes(frame.reason);
       const w = start(FrameType.BYE, 2 + 2 + reason.length);
       w.u16(frame.code);
       w.str(reason);
-      return w.bytes;
+      return w.finish();
     }
     default:
       throw new TypeError(`unknown frame type: ${String((frame as { type: unknown }).type)}`);
@@ -500,5 +524,5 @@ function start(type: number, bodySize: number): FrameWriter {
 function u64Frame(type: number, v: number): Uint8Array {
   const w = start(type, 8);
   w.u64(v);
-  return w.bytes;
+  return w.finish();
 }

@@ -18,6 +18,7 @@ import {
   FrameType,
   isAllowedType,
   SbpError,
+  setFrameAllocator,
 } from '../../src/protocol/index.js';
 
 interface ValidVector {
@@ -143,6 +144,25 @@ describe('SBP/1 test vectors', () => {
         assert.equal(toHex(encoded), v.hex);
       });
     }
+    it('every valid frame encodes the same from memory full of old bytes (a pooled allocator)', () => {
+      // A server takes frame bytes from a pool that is not zeroed: a byte the encoder skipped would
+      // leak whatever was there before (another user's message).
+      setFrameAllocator((size) => new Uint8Array(size).fill(0xa5));
+      try {
+        for (const v of vectors.valid)
+          assert.equal(toHex(encodeFrame(fieldsToFrame(v.fields))), v.hex, v.name);
+      } finally {
+        setFrameAllocator((size) => new Uint8Array(size));
+      }
+    });
+    it('an allocator that hands out more bytes than the frame fills is refused, not sent', () => {
+      setFrameAllocator((size) => new Uint8Array(size + 1));
+      try {
+        assert.throws(() => encodeFrame({ type: 'PING', nonce: 1 }), /frame encoder wrote 13 of 14 bytes/);
+      } finally {
+        setFrameAllocator((size) => new Uint8Array(size));
+      }
+    });
   });
 
   describe('valid: decode', () => {
