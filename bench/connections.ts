@@ -25,6 +25,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { openFileLimit } from '../src/server/fd-limit.js';
 import type { ChildMessage, GeneratorConfig, GeneratorStats, ParentMessage } from './generator/messages.js';
+import { onGeneratorExit } from './lib/child-exit.js';
 import { intFlag } from './lib/flags.js';
 import { measuredServerRoots, settledTreeRss, treeRss } from './lib/proc.js';
 import { bytes, int, round, ThrottledProgress } from './lib/report.js';
@@ -273,13 +274,17 @@ class GeneratorProcess {
     if (this.child.pid === undefined) throw new Error('could not start a generator process');
     this.pid = this.child.pid;
     this.exit = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        this.exited = true;
-        if (this.done === null && this.error === null) {
-          this.error = `generator ${this.pid} exited (${signal ?? `code ${code}`}) before its report`;
-        }
-        resolve();
-      });
+      onGeneratorExit(
+        this.child,
+        () => this.done !== null,
+        (code, signal) => {
+          this.exited = true;
+          if (this.done === null && this.error === null) {
+            this.error = `generator ${this.pid} exited (${signal ?? `code ${code}`}) before its report`;
+          }
+          resolve();
+        },
+      );
     });
     this.child.on('error', (err) => {
       this.error ??= `generator ${this.pid}: ${err.message}`;

@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseTarget } from './connections.js';
+import { onGeneratorExit } from './lib/child-exit.js';
 import { intFlag } from './lib/flags.js';
 import {
   addEncoded,
@@ -196,13 +197,17 @@ class WorkerProcess {
   constructor() {
     this.child = fork(WORKER, [], { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.exit = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        this.exited = true;
-        if (this.result === null && this.error === null) {
-          this.error = `generator ${this.child.pid} exited (${signal ?? `code ${code}`}) before its report`;
-        }
-        resolve();
-      });
+      onGeneratorExit(
+        this.child,
+        () => this.result !== null,
+        (code, signal) => {
+          this.exited = true;
+          if (this.result === null && this.error === null) {
+            this.error = `generator ${this.child.pid} exited (${signal ?? `code ${code}`}) before its report`;
+          }
+          resolve();
+        },
+      );
     });
     this.child.on('error', (err) => {
       this.error ??= `generator: ${err.message}`;
