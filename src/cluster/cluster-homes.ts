@@ -56,33 +56,31 @@ type Op = typeof OPS extends Set<infer T> ? T : never;
 
 /** Runs bus request `op` on a Home: the one place its arguments are unpacked. */
 function apply(home: Home, op: Op, a: unknown[]): unknown {
-  const s = (i: number) => a[i] as string;
-  const n = (i: number) => a[i] as number;
   switch (op) {
     case 'open':
-      return home.openSession(s(0), s(1), a[2] as SessionRef, n(3));
+      return home.openSession(a[0] as string, a[1] as string, a[2] as SessionRef, a[3] as number);
     case 'close':
-      return home.closeSession(s(0), s(1), a[2] as SessionRef);
+      return home.closeSession(a[0] as string, a[1] as string, a[2] as SessionRef);
     case 'append':
       return home.append(a[0] as AppendRequest[]);
     case 'read':
-      return home.read(s(0), n(1), n(2));
+      return home.read(a[0] as string, a[1] as number, a[2] as number);
     case 'ack':
-      return home.ack(s(0), s(1), n(2), n(3));
+      return home.ack(a[0] as string, a[1] as string, a[2] as number, a[3] as number);
     case 'eph':
-      return home.ephemeral(s(0), a[1] as Uint8Array, a[2] as SessionRef);
+      return home.ephemeral(a[0] as string, a[1] as Uint8Array, a[2] as SessionRef);
     case 'watch':
-      return home.watch(s(0), n(1));
+      return home.watch(a[0] as string, a[1] as number);
     case 'unwatch':
-      return home.unwatch(s(0), n(1));
+      return home.unwatch(a[0] as string, a[1] as number);
     case 'join':
-      return home.join(s(0), s(1));
+      return home.join(a[0] as string, a[1] as string);
     case 'leave':
-      return home.leave(s(0), s(1));
+      return home.leave(a[0] as string, a[1] as string);
     case 'gsend':
-      return home.sendGroup(s(0), a[1] as GroupMessage);
+      return home.sendGroup(a[0] as string, a[1] as GroupMessage);
     case 'geph':
-      return home.ephemeralGroup(s(0), s(1), a[2] as Uint8Array, a[3] as SessionRef);
+      return home.ephemeralGroup(a[0] as string, a[1] as string, a[2] as Uint8Array, a[3] as SessionRef);
   }
 }
 
@@ -156,9 +154,18 @@ export class ClusterHomes implements Homes, BusHandler {
     this.tell(user, 'close', [user, device, ref]);
   }
 
+  append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
+    if (requests.length === 1) {
+      // Every direct message comes this way, twice: straight to the home, no argument list to unpack.
+      const w = this.homeOf(requests[0]!.inbox);
+      if (w === this.me) return this.local().append(requests);
+      return this.bus.request(w, 'append', [requests]) as Promise<AppendResult[]>;
+    }
+    return this.appendSpread(requests);
+  }
+
   /** Requests grouped by home worker, one bus request each; results back in request order. */
-  async append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
-    if (requests.length === 1) return this.call(requests[0]!.inbox, 'append', [requests]);
+  private async appendSpread(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
     const byWorker = new Map<number, number[]>();
     requests.forEach((r, i) => {
       const w = this.homeOf(r.inbox);
@@ -191,7 +198,10 @@ export class ClusterHomes implements Homes, BusHandler {
   }
 
   ephemeral(user: string, bytes: Uint8Array, except: SessionRef): void {
-    this.tell(user, 'eph', [user, bytes, except]);
+    // Twice per ephemeral SEND: straight to a local home, as append() does.
+    const w = this.homeOf(user);
+    if (w === this.me) this.local().ephemeral(user, bytes, except);
+    else this.bus.request(w, 'eph', [user, bytes, except]).catch(() => {});
   }
 
   watch(user: string, worker: number): Promise<Presence> {

@@ -242,7 +242,9 @@ export class Home implements Homes {
   /** Tells the workers holding `inbox`'s sessions on this node that `message` was stored. */
   private storedHere(inbox: string, message: StoredMessage): void {
     const entries = this.directory.get(inbox);
-    if (entries) for (const w of workersOf(entries)) this.sink.stored(w, inbox, message);
+    if (entries === undefined) return;
+    if (entries.length === 1) this.sink.stored(entries[0]!.worker, inbox, message);
+    else for (const w of workersOf(entries)) this.sink.stored(w, inbox, message);
   }
 
   read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
@@ -293,7 +295,9 @@ export class Home implements Homes {
 
   private ephemeralHere(user: string, bytes: Uint8Array, except: SessionRef): void {
     const entries = this.directory.get(user);
-    if (entries) for (const w of workersOf(entries)) this.sink.ephemeral(w, user, bytes, except);
+    if (entries === undefined) return;
+    if (entries.length === 1) this.sink.ephemeral(entries[0]!.worker, user, bytes, except);
+    else for (const w of workersOf(entries)) this.sink.ephemeral(w, user, bytes, except);
   }
 
   /** What the same user's (or group's) home on another node announced. */
@@ -362,9 +366,8 @@ interface DirectoryEntry {
   sid: number;
 }
 
-/** The distinct workers holding these sessions. */
+/** The workers holding a user's sessions, each once (the callers take the one-session case first). */
 function workersOf(entries: readonly DirectoryEntry[]): number[] {
-  if (entries.length === 1) return [entries[0]!.worker];
   return [...new Set(entries.map((e) => e.worker))];
 }
 

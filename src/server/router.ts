@@ -248,9 +248,10 @@ export class Router {
 
   /**
    * An ephemeral SEND: to the addressee's connected devices (a group's: every member's) and the sender's
-   * other ones, seq 0. Rejects with SbpError when a group refuses it.
+   * other ones, seq 0. A group's goes through its home and returns a promise that rejects with SbpError
+   * when the group refuses it; a direct one is handed on at once (no promise: there is one per SEND).
    */
-  async sendEphemeral(sender: RoutedSession, frame: SendFrame): Promise<void> {
+  sendEphemeral(sender: RoutedSession, frame: SendFrame): Promise<void> | undefined {
     const bytes = encodeFrame({
       type: 'DELIVER',
       seq: 0,
@@ -261,13 +262,19 @@ export class Router {
       to: frame.to,
       payload: frame.payload,
     });
-    if (frame.to.startsWith('#')) {
-      const refused = await this.homes.ephemeralGroup(frame.to, sender.user, bytes, sender.ref);
-      if (refused?.status === 'refused') throw new SbpError(refused.code, refused.message, frame.clientMsgId);
-      return;
-    }
+    if (frame.to.startsWith('#')) return this.sendEphemeralToGroup(sender, frame, bytes);
     this.homes.ephemeral(frame.to, bytes, sender.ref);
     if (frame.to !== sender.user) this.homes.ephemeral(sender.user, bytes, sender.ref);
+    return undefined;
+  }
+
+  private async sendEphemeralToGroup(
+    sender: RoutedSession,
+    frame: SendFrame,
+    bytes: Uint8Array,
+  ): Promise<void> {
+    const refused = await this.homes.ephemeralGroup(frame.to, sender.user, bytes, sender.ref);
+    if (refused?.status === 'refused') throw new SbpError(refused.code, refused.message, frame.clientMsgId);
   }
 
   private enqueueOwnCopy(sender: RoutedSession): OwnCopy {

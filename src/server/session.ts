@@ -385,10 +385,11 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       return;
     }
     if (frame.flags & SEND_FLAG_EPHEMERAL) {
-      router.sendEphemeral(this, frame).catch((err) => {
-        const e = storeError(err, ref);
-        if (this.state === State.Live) this.requestError(e.code, ref, e.message);
-      });
+      try {
+        router.sendEphemeral(this, frame)?.catch((err) => this.ephemeralRefused(err, ref));
+      } catch (err) {
+        this.ephemeralRefused(err, ref);
+      }
       return;
     }
     if (this.sendBarrier > 0) {
@@ -414,6 +415,11 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
       this.held.push({ frame, slot });
       this.startHeld();
     } else this.startSend(frame, slot);
+  }
+
+  private ephemeralRefused(err: unknown, ref: number): void {
+    const e = storeError(err, ref);
+    if (this.state === State.Live) this.requestError(e.code, ref, e.message);
   }
 
   /** Starts held SENDs in order, as far as the group rule allows (see `held`). */
