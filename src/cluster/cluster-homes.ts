@@ -3,7 +3,7 @@
  * (shard s belongs to worker s mod N); calls for users homed here go to the local Home, the others over
  * the bus to their home worker, and what homes announce comes back over the bus to this worker's router.
  */
-import { encodeFrame } from '../protocol/index.js';
+import { encodeDeliver } from '../protocol/index.js';
 import type {
   GroupMessage,
   GroupOutcome,
@@ -109,7 +109,7 @@ export class ClusterHomes implements Homes, BusHandler {
     stored: (worker, inbox, m) => {
       if (worker === this.me) this.router.stored(inbox, m);
       else {
-        const d = encodeFrame({ type: 'DELIVER', ...m });
+        const d = encodeDeliver(m);
         this.bus.notify(worker, { k: 'stored', inbox, seq: m.seq, d } satisfies Notice);
       }
     },

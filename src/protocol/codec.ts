@@ -4,6 +4,7 @@
  */
 import { ErrorCode, SbpError } from './errors.js';
 import {
+  type DeliverFrame,
   type Direction,
   type Frame,
   FrameType,
@@ -430,23 +431,8 @@ export function encodeFrame(frame: Frame): Uint8Array {
       w.u64(frame.timestamp);
       return w.finish();
     }
-    case 'DELIVER': {
-      const from = strBytes(frame.from);
-      const fromDevice = strBytes(frame.fromDevice);
-      const to = strBytes(frame.to);
-      const w = start(
-        FrameType.DELIVER,
-        8 + 8 + 2 + from.length + 2 + fromDevice.length + 8 + 2 + to.length + 4 + frame.payload.length,
-      );
-      w.u64(frame.seq);
-      w.u64(frame.timestamp);
-      w.str(from);
-      w.str(fromDevice);
-      w.u64(frame.clientMsgId);
-      w.str(to);
-      w.raw(frame.payload);
-      return w.finish();
-    }
+    case 'DELIVER':
+      return encodeDeliver(frame);
     case 'ACK':
       return u64Frame(FrameType.ACK, frame.seq);
     case 'PING':
@@ -512,6 +498,28 @@ export function encodeFrame(frame: Frame): Uint8Array {
     default:
       throw new TypeError(`unknown frame type: ${String((frame as { type: unknown }).type)}`);
   }
+}
+
+/**
+ * A DELIVER from a stored message's fields (anything shaped like DeliverFrame without its `type`): the
+ * server encodes one per stored copy, and this spares it an object spread per frame.
+ */
+export function encodeDeliver(m: Omit<DeliverFrame, 'type'>): Uint8Array {
+  const from = strBytes(m.from);
+  const fromDevice = strBytes(m.fromDevice);
+  const to = strBytes(m.to);
+  const w = start(
+    FrameType.DELIVER,
+    8 + 8 + 2 + from.length + 2 + fromDevice.length + 8 + 2 + to.length + 4 + m.payload.length,
+  );
+  w.u64(m.seq);
+  w.u64(m.timestamp);
+  w.str(from);
+  w.str(fromDevice);
+  w.u64(m.clientMsgId);
+  w.str(to);
+  w.raw(m.payload);
+  return w.finish();
 }
 
 function start(type: number, bodySize: number): FrameWriter {

@@ -10,7 +10,14 @@
  * in the order its SENDs arrived, whatever order their recipient commits finish in.
  */
 import type { Logger } from 'pino';
-import { type AcceptedFrame, ErrorCode, encodeFrame, SbpError, type SendFrame } from '../protocol/index.js';
+import {
+  type AcceptedFrame,
+  ErrorCode,
+  encodeDeliver,
+  encodeFrame,
+  SbpError,
+  type SendFrame,
+} from '../protocol/index.js';
 import type { AppendRequest, AppendResult, DeviceState, StoredMessage } from '../store/inbox-store.js';
 import type { Homes, Presence, SessionRef } from './home.js';
 
@@ -45,6 +52,19 @@ interface OwnCopy {
   doomed: boolean;
   done: (result: AppendResult | null) => void;
   fail: (err: unknown) => void;
+}
+
+/** The append request of one copy of a direct SEND (a literal, not a spread: two per message). */
+function copyOf(sender: RoutedSession, frame: SendFrame, inbox: string, timestamp: number): AppendRequest {
+  return {
+    inbox,
+    from: sender.user,
+    fromDevice: sender.device,
+    clientMsgId: frame.clientMsgId,
+    to: frame.to,
+    payload: frame.payload,
+    timestamp,
+  };
 }
 
 export class Router {
@@ -105,7 +125,7 @@ export class Router {
   stored(inbox: string, message: StoredMessage): void {
     const sessions = this.sessionsByUser.get(inbox);
     if (!sessions) return;
-    const bytes = encodeFrame({ type: 'DELIVER', ...message });
+    const bytes = encodeDeliver(message);
     for (const s of sessions) s.offer(message.seq, bytes);
   }
 
@@ -187,17 +207,10 @@ export class Router {
 
   /** Stores a durable direct SEND in both inboxes; resolves with the ACCEPTED to answer, or throws SbpError. */
   async sendDirect(sender: RoutedSession, frame: SendFrame): Promise<AcceptedFrame> {
-    const base = {
-      from: sender.user,
-      fromDevice: sender.device,
-      clientMsgId: frame.clientMsgId,
-      to: frame.to,
-      payload: frame.payload,
-    };
     const own = this.enqueueOwnCopy(sender);
     let primary: AppendResult;
     try {
-      [primary] = (await this.homes.append([{ ...base, inbox: frame.to, timestamp: this.clock() }])) as [
+      [primary] = (await this.homes.append([copyOf(sender, frame, frame.to, this.clock())])) as [
         AppendResult,
       ];
     } catch (err) {
@@ -214,8 +227,7 @@ export class Router {
       own.fail = reject;
     });
     // A message to oneself has one copy: the primary one.
-    own.request =
-      frame.to === sender.user ? null : { ...base, inbox: sender.user, timestamp: primary.timestamp };
+    own.request = frame.to === sender.user ? null : copyOf(sender, frame, sender.user, primary.timestamp);
     this.markReady(sender, own);
     await ownDone;
     return {

@@ -10,6 +10,7 @@ import {
   type DecoderLimits,
   ErrorCode,
   type ErrorCodeValue,
+  encodeDeliver,
   encodeFrame,
   errorName,
   type Frame,
@@ -590,7 +591,7 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
         }
         this.ctx.counters.deliveredReplay += messages.length;
         for (const m of messages) {
-          this.deliver(m.seq, encodeFrame({ type: 'DELIVER', ...m }));
+          this.deliver(m.seq, encodeDeliver(m));
           if (m.seq > this.lastKnownSeq) this.lastKnownSeq = m.seq;
         }
         this.pump();
