@@ -217,8 +217,13 @@ export class Home implements Homes {
 
   // ------------------------------------------------------------ inboxes
 
-  async append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
-    const results = await this.store.append(requests);
+  append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
+    // A continuation, not async/await: twice per direct message (see Router.sendDirect).
+    return this.store.append(requests).then((results) => this.announceStored(requests, results));
+  }
+
+  /** Tells the sessions' workers (and the fleet) about each copy that was newly stored. */
+  private announceStored(requests: readonly AppendRequest[], results: AppendResult[]): AppendResult[] {
     for (let i = 0; i < results.length; i++) {
       const r = results[i]!;
       if (r.status !== 'stored') continue;

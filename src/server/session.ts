@@ -440,18 +440,10 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     const group = frame.to.startsWith('#');
     const router = this.ctx.router;
     this.sending++;
-    const settled = (answer: Uint8Array): void => {
-      this.sending--;
-      this.pendingSends--;
-      if (group) this.groupSending = false;
-      this.fillAnswer(slot, answer);
-      if (this.held.length > 0 && this.state === State.Live) this.startHeld();
-      this.maybeResumeReading();
-    };
     (group ? router.sendGroup(this, frame) : router.sendDirect(this, frame)).then(
       (accepted) => {
         this.ctx.counters.messagesAccepted++;
-        settled(encodeFrame(accepted));
+        this.sendSettled(slot, group, encodeFrame(accepted));
       },
       (err) => {
         const e = storeError(err, ref);
@@ -459,9 +451,18 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
           this.ctx.log.warn({ err: (err as Error)?.message, user: this.user }, 'append failed');
           if (this.sendBarrier === 0 || ref < this.sendBarrier) this.sendBarrier = ref;
         }
-        settled(errorFrame(e.code, ref, e.message));
+        this.sendSettled(slot, group, errorFrame(e.code, ref, e.message));
       },
     );
+  }
+
+  private sendSettled(slot: AnswerSlot, group: boolean, answer: Uint8Array): void {
+    this.sending--;
+    this.pendingSends--;
+    if (group) this.groupSending = false;
+    this.fillAnswer(slot, answer);
+    if (this.held.length > 0 && this.state === State.Live) this.startHeld();
+    this.maybeResumeReading();
   }
 
   /**
