@@ -100,6 +100,7 @@ export class SbpDriver implements Driver {
       destroy: () => conn.socket.destroy(),
     });
     conn.onFrame = (frame) => session.onFrame(frame);
+    conn.onDeliver = (seq, fromMe, payload) => session.onDeliver(seq, fromMe, payload);
     conn.onFail = (why) => session.fail(why);
     return session;
   }
@@ -133,11 +134,13 @@ class SbpSession implements PeerConn {
 
   publish(to: string, payload: Uint8Array): void {
     const id = this.nextId++;
-    const bytes = this.driver.template(to, payload.length).slice();
-    const view = new DataView(bytes.buffer);
+    const template = this.driver.template(to, payload.length);
+    // From Node's Buffer pool, as the MQTT and NATS drivers write theirs.
+    const bytes = Buffer.allocUnsafe(template.length);
+    bytes.set(template);
     // Frame header (4 + 1 bytes), then the u64 clientMsgId; the payload ends the frame.
-    view.setUint32(5, Math.floor(id / 0x1_0000_0000));
-    view.setUint32(9, id >>> 0);
+    bytes.writeUInt32BE(Math.floor(id / 0x1_0000_0000), 5);
+    bytes.writeUInt32BE(id >>> 0, 9);
     bytes.set(payload, bytes.length - payload.length);
     this.sent++;
     this.wire.write(bytes);
@@ -159,18 +162,21 @@ class SbpSession implements PeerConn {
     return p.promise;
   }
 
+  /** A DELIVER, decoded or read in place (sbp-conn's onDeliver). */
+  onDeliver(seq: number, fromMe: boolean, payload: Uint8Array): void {
+    if (seq > 0 && ++this.unacked >= this.ackEvery) {
+      this.unacked = 0;
+      this.wire.write(encodeFrame({ type: 'ACK', seq }));
+    }
+    // The sender's own copy (PROTOCOL.md section 5): acknowledged above, not a delivery.
+    if (!fromMe) this.handlers.onMessage(payload);
+  }
+
   onFrame(frame: Frame): void {
     switch (frame.type) {
-      case 'DELIVER': {
-        if (frame.seq > 0 && ++this.unacked >= this.ackEvery) {
-          this.unacked = 0;
-          this.wire.write(encodeFrame({ type: 'ACK', seq: frame.seq }));
-        }
-        // The sender's own copy (PROTOCOL.md section 5): acknowledged above, not a delivery.
-        if (frame.from === this.user) return;
-        this.handlers.onMessage(frame.payload);
+      case 'DELIVER':
+        this.onDeliver(frame.seq, frame.from === this.user, frame.payload);
         return;
-      }
       case 'ACCEPTED': {
         this.accepted++;
         if (this.flushes.length > 0) {

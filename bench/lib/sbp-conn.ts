@@ -5,9 +5,12 @@
  */
 import net from 'node:net';
 import {
+  decodeFrameBody,
+  ErrorCode,
   encodeFrame,
   type Frame,
   FrameDecoder,
+  FrameType,
   SbpError,
   type WelcomeFrame,
 } from '../../src/protocol/index.js';
@@ -33,16 +36,33 @@ export interface OpenOptions {
   onStart?: () => void;
 }
 
+/**
+ * Takes a DELIVER without decoding it into a frame object: its seq, whether it is from this
+ * connection's own user (its own copy), and its payload (a view into the received bytes).
+ */
+export type DeliverSink = (seq: number, fromMe: boolean, payload: Uint8Array) => void;
+
 export class Conn {
   readonly socket: net.Socket;
   private readonly decoder = new FrameDecoder('serverToClient', CLIENT_LIMITS);
   onFrame: (frame: Frame) => void = () => {};
   onFail: (why: string) => void = () => {};
+  /**
+   * Set it (after WELCOME) and DELIVERs go there instead of onFrame, read in place: the peer drivers
+   * (MQTT, NATS) read only the fields they need from the bytes, and a generator that decoded every
+   * DELIVER whole (three strings, a frame object) would spend more per message on SBP than on them.
+   */
+  onDeliver: DeliverSink | null = null;
   welcome: WelcomeFrame | null = null;
   private closing = false;
+  /** Framing without the decoder (with onDeliver): the bytes of an unfinished frame. */
+  private lean = false;
+  private rest: Uint8Array | null = null;
+  private readonly userBytes: Uint8Array;
 
-  private constructor(socket: net.Socket) {
+  private constructor(socket: net.Socket, user: string) {
     this.socket = socket;
+    this.userBytes = Buffer.from(user, 'utf8');
   }
 
   static open(port: number, user: string, device: string, options: OpenOptions = {}): Promise<Conn> {
@@ -50,7 +70,7 @@ export class Conn {
       options.onStart?.();
       const socket = net.connect({ host: options.host ?? '127.0.0.1', port });
       socket.setNoDelay(true);
-      const conn = new Conn(socket);
+      const conn = new Conn(socket, user);
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error(`${user}: no WELCOME within ${WELCOME_TIMEOUT_MS / 1000} s`));
@@ -95,10 +115,55 @@ export class Conn {
 
   private onData(chunk: Uint8Array): void {
     try {
-      this.decoder.push(chunk, (frame) => this.onFrame(frame));
+      // The switch to in-place reading happens between chunks, once the decoder holds no partial frame.
+      if (!this.lean && this.onDeliver !== null && this.welcome !== null && !this.decoder.midFrame) {
+        this.lean = true;
+      }
+      if (this.lean) this.readInPlace(chunk);
+      else this.decoder.push(chunk, (frame) => this.onFrame(frame));
     } catch (err) {
       this.fail(err instanceof SbpError ? `bad frame from the server: ${err.message}` : String(err));
     }
+  }
+
+  /** Frames by their length prefix; DELIVERs read in place, the others decoded. */
+  private readInPlace(chunk: Uint8Array): void {
+    let buf = chunk;
+    if (this.rest !== null) {
+      buf = Buffer.concat([this.rest, chunk]);
+      this.rest = null;
+    }
+    const limit = (this.welcome?.maxPayload ?? CLIENT_LIMITS.frame) + 1024;
+    let off = 0;
+    while (buf.length - off >= 4 && !this.closing) {
+      const length = ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
+      if (length === 0 || length > limit) throw new SbpError(ErrorCode.MALFORMED, `frame length ${length}`);
+      if (buf.length - off - 4 < length) break;
+      const body = buf.subarray(off + 4, off + 4 + length);
+      off += 4 + length;
+      if (body[0] === FrameType.DELIVER && this.onDeliver !== null) this.deliverInPlace(body);
+      else this.onFrame(decodeFrameBody(body, 'serverToClient'));
+    }
+    if (off < buf.length) this.rest = buf.slice(off);
+  }
+
+  /** DELIVER: u64 seq · u64 timestamp · id from · id fromDevice · u64 clientMsgId · address to · bytes payload. */
+  private deliverInPlace(body: Uint8Array): void {
+    const seq = readU32(body, 1) * 2 ** 32 + readU32(body, 5);
+    let at = 17;
+    const fromLength = (body[at]! << 8) | body[at + 1]!;
+    at += 2;
+    let fromMe = fromLength === this.userBytes.length;
+    for (let i = 0; fromMe && i < fromLength; i++) fromMe = body[at + i] === this.userBytes[i];
+    at += fromLength;
+    at += 2 + ((body[at]! << 8) | body[at + 1]!); // fromDevice
+    at += 8; // clientMsgId
+    at += 2 + ((body[at]! << 8) | body[at + 1]!); // to
+    const payloadLength = readU32(body, at);
+    at += 4;
+    if (at + payloadLength !== body.length)
+      throw new SbpError(ErrorCode.MALFORMED, 'DELIVER fields do not fill the frame');
+    this.onDeliver!(seq, fromMe, body.subarray(at, at + payloadLength));
   }
 
   private fail(why: string): void {
@@ -125,6 +190,10 @@ export class Conn {
     this.socket.end(encodeFrame({ type: 'BYE', code: 0, reason: 'bench done' }));
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 }
 
 export function describeFrame(frame: Frame): string {

@@ -15,6 +15,7 @@ import { encodeRemainingLength, MqttDriver } from '../../bench/drivers/mqtt.js';
 import { NatsDriver } from '../../bench/drivers/nats.js';
 import { SbpDriver } from '../../bench/drivers/sbp.js';
 import { findBinary, type PeerServer, startMosquitto, startNats } from '../../bench/drivers/servers.js';
+import { encodeFrame } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
 
 const LOOP: Omit<LoopOptions, 'label'> = {
@@ -229,6 +230,53 @@ describe('driver parsers, packets split at every byte', () => {
       assert.deepEqual(got, ['one', long]);
     } finally {
       await server.close();
+    }
+  });
+
+  it('SBP: DELIVERs read in place, split at every byte, the own copy not passed on', async () => {
+    const welcome = encodeFrame({
+      type: 'WELCOME',
+      version: 1,
+      node: 'w1',
+      lastSeq: 0,
+      ackedSeq: 0,
+      heartbeatMs: 30_000,
+      maxPayload: 65_536,
+      window: 1000,
+    });
+    const deliver = (seq: number, from: string, payload: string): Uint8Array =>
+      encodeFrame({
+        type: 'DELIVER',
+        seq,
+        timestamp: 1,
+        from,
+        fromDevice: 'd',
+        clientMsgId: seq,
+        to: from === 'trickle' ? 'someone' : 'trickle',
+        payload: Buffer.from(payload),
+      });
+    const long = 'y'.repeat(300);
+    const frames = Buffer.concat([
+      deliver(1, 'alice', 'one'),
+      deliver(2, 'trickle', 'own copy'),
+      encodeFrame({ type: 'PING', nonce: 5 }),
+      deliver(3, 'trickl', 'a sender whose id is a prefix of ours'),
+      deliver(4, 'bob', long),
+    ]);
+    // Once with WELCOME alone in its chunk, once with the first DELIVER begun in WELCOME's chunk (the
+    // switch from the decoder to reading in place waits for the decoder to finish that frame).
+    for (const cut of [0, 9]) {
+      const server = await tricklingServer(
+        null,
+        Buffer.concat([welcome, frames.subarray(0, cut)]),
+        frames.subarray(cut),
+      );
+      try {
+        const got = await receiveTrickled(new SbpDriver({ ephemeral: false }), server.port, 3);
+        assert.deepEqual(got, ['one', 'a sender whose id is a prefix of ours', long], `cut at ${cut}`);
+      } finally {
+        await server.close();
+      }
     }
   });
 
