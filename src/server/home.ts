@@ -301,8 +301,12 @@ export class Home implements Homes {
   private ephemeralHere(user: string, bytes: Uint8Array, except: SessionRef): void {
     const entries = this.directory.get(user);
     if (entries === undefined) return;
-    if (entries.length === 1) this.sink.ephemeral(entries[0]!.worker, user, bytes, except);
-    else for (const w of workersOf(entries)) this.sink.ephemeral(w, user, bytes, except);
+    if (entries.length === 1) {
+      const only = entries[0]!;
+      // The sender's own user with no other device (every ephemeral SEND asks): nobody to tell.
+      if (only.sid === except.sid && only.worker === except.worker) return;
+      this.sink.ephemeral(only.worker, user, bytes, except);
+    } else for (const w of workersOf(entries)) this.sink.ephemeral(w, user, bytes, except);
   }
 
   /** What the same user's (or group's) home on another node announced. */
