@@ -10,14 +10,7 @@
  * in the order its SENDs arrived, whatever order their recipient commits finish in.
  */
 import type { Logger } from 'pino';
-import {
-  type AcceptedFrame,
-  ErrorCode,
-  encodeDeliver,
-  encodeFrame,
-  SbpError,
-  type SendFrame,
-} from '../protocol/index.js';
+import { type AcceptedFrame, ErrorCode, encodeDeliver, SbpError, type SendFrame } from '../protocol/index.js';
 import type { AppendRequest, AppendResult, DeviceState, StoredMessage } from '../store/inbox-store.js';
 import type { Homes, Presence, SessionRef } from './home.js';
 
@@ -220,9 +213,8 @@ export class Router {
     try {
       appended = this.homes.append([copyOf(sender, frame, frame.to, this.clock())]);
     } catch (err) {
-      this.doomBehind(sender, own);
-      this.markReady(sender, own);
-      return Promise.reject(err);
+      // The executor runs now and its throw rejects the promise: `failed` at once, as a rejection would.
+      return new Promise<AcceptedFrame>(() => failed(err));
     }
     return appended.then((results) => {
       const primary = results[0]!;
@@ -272,8 +264,7 @@ export class Router {
    * when the group refuses it; a direct one is handed on at once (no promise: there is one per SEND).
    */
   sendEphemeral(sender: RoutedSession, frame: SendFrame): Promise<void> | undefined {
-    const bytes = encodeFrame({
-      type: 'DELIVER',
+    const bytes = encodeDeliver({
       seq: 0,
       timestamp: this.clock(),
       from: sender.user,
