@@ -223,9 +223,18 @@ type Op =
 type Stmt = Database.Statement<unknown[], unknown>;
 type Statements = { -readonly [K in keyof typeof SQL]: Stmt };
 
+/**
+ * Inbox rows kept in memory per shard, at most: each append otherwise reads its inbox's row back (one
+ * SELECT per copy). The shard's process is its only writer, so the copy stays true; it is dropped
+ * whole when a batch rolls back, after a retention step, and when it grows past this.
+ */
+const INBOX_CACHE_MAX = 50_000;
+
 /** One shard file: its connection, prepared statements and the ops queued for the next commit. */
 class Shard {
   queue: Op[] = [];
+  /** user → its inbox row as committed (see INBOX_CACHE_MAX). */
+  private readonly inboxCache = new Map<string, InboxState>();
   private readonly s: Statements;
   private readonly batchTx: (ops: Op[]) => void;
   private readonly purgeTx: (cutoff: number, budget: number) => number;
@@ -261,6 +270,8 @@ class Shard {
     try {
       this.batchTx(ops);
     } catch (err) {
+      // Rolled back: the cached inbox rows may hold this batch's increments.
+      this.inboxCache.clear();
       const e = unavailable(err);
       for (const op of ops) {
         if (op.kind !== 'append') op.reject(e);
@@ -285,15 +296,21 @@ class Shard {
   /** Inside the batch transaction: applies every op in call order; inbox rows are written once at the end. */
   private runBatch(ops: Op[]): void {
     const inboxes = new Map<string, InboxState>();
+    const cache = this.inboxCache;
+    if (cache.size > INBOX_CACHE_MAX) cache.clear();
     const load = (user: string): InboxState => {
       let st = inboxes.get(user);
       if (st === undefined) {
-        const row = this.s.inboxGet.get(user) as
-          | { lastSeq: number; count: number; bytes: number }
-          | undefined;
-        st = row
-          ? { lastSeq: row.lastSeq, count: row.count, bytes: row.bytes, dirty: false }
-          : { lastSeq: 0, count: 0, bytes: 0, dirty: false };
+        st = cache.get(user);
+        if (st === undefined) {
+          const row = this.s.inboxGet.get(user) as
+            | { lastSeq: number; count: number; bytes: number }
+            | undefined;
+          st = row
+            ? { lastSeq: row.lastSeq, count: row.count, bytes: row.bytes, dirty: false }
+            : { lastSeq: 0, count: 0, bytes: 0, dirty: false };
+          cache.set(user, st);
+        }
         inboxes.set(user, st);
       }
       return st;
@@ -354,7 +371,11 @@ class Shard {
         }
       }
     }
-    for (const [user, st] of inboxes) if (st.dirty) this.s.inboxPut.run(user, st.lastSeq, st.count, st.bytes);
+    for (const [user, st] of inboxes) {
+      if (!st.dirty) continue;
+      this.s.inboxPut.run(user, st.lastSeq, st.count, st.bytes);
+      st.dirty = false;
+    }
   }
 
   /**
@@ -400,7 +421,12 @@ class Shard {
 
   /** One bounded retention step in its own transaction; returns the work done (see purge()). */
   purge(cutoff: number, budget: number): number {
-    return this.purgeTx(cutoff, budget);
+    try {
+      return this.purgeTx(cutoff, budget);
+    } finally {
+      // The sweep changes inbox rows (counts, bytes) in SQL.
+      this.inboxCache.clear();
+    }
   }
 
   private runPurge(cutoff: number, budget: number): number {

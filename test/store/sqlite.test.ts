@@ -160,6 +160,36 @@ describe('SqliteInboxStore', () => {
     }
   });
 
+  it('counts an inbox right after the sweep removed acknowledged messages (its inbox rows are cached)', async () => {
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 1,
+      durability: 'normal',
+      caps: { ...DEFAULT_CAPS, maxMessages: 3 },
+    });
+    try {
+      const now = Date.now();
+      await store.openDevice('alice', 'phone', now);
+      const first = await store.append([1, 2, 3].map((id) => message('alice', id)));
+      assert.deepEqual(
+        first.map((r) => r.status),
+        ['stored', 'stored', 'stored'],
+      );
+      await store.ack('alice', 'phone', 3);
+      assert.ok((await store.purge(now, 100)) > 0, 'the sweep removed nothing');
+      // The sweep lowered the inbox's count in SQL: three more fit under the cap of 3.
+      const again = await store.append([4, 5, 6].map((id) => message('alice', id)));
+      assert.deepEqual(
+        again.map((r) => r.status),
+        ['stored', 'stored', 'stored'],
+      );
+      const [over] = await store.append([message('alice', 7)]);
+      assert.equal(over?.status, 'full');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('migrates a version-1 shard file: its messages stay, dedupe holds, group membership works', async () => {
     const first = await SqliteInboxStore.open({
       dir,
