@@ -133,10 +133,47 @@ export function badAppend(r: AppendRequest | undefined): string | null {
   return null;
 }
 
+/**
+ * Why the arguments of the other calls are unusable (a programming error: rejected with TypeError), or
+ * null: the checks every backend makes, with the same messages.
+ */
+export const badCall = {
+  openDevice: (user: unknown, device: unknown, now: unknown): string | null =>
+    typeof user !== 'string' || typeof device !== 'string' || !Number.isFinite(now)
+      ? 'openDevice(user: string, device: string, now: number)'
+      : null,
+  ack: (user: unknown, device: unknown, seq: unknown): string | null =>
+    typeof user !== 'string' || typeof device !== 'string' || !Number.isSafeInteger(seq)
+      ? 'ack(user: string, device: string, seq: integer)'
+      : null,
+  read: (user: unknown, afterSeq: unknown, limit: number): string | null =>
+    typeof user !== 'string' || !Number.isFinite(afterSeq) || !(limit >= 0)
+      ? 'read(user: string, afterSeq: number, limit: number)'
+      : null,
+  lastSeq: (user: unknown): string | null => (typeof user !== 'string' ? 'lastSeq(user: string)' : null),
+  members: (group: unknown): string | null => (typeof group !== 'string' ? 'members(group: string)' : null),
+  membership: (kind: 'join' | 'leave', group: unknown, user: unknown): string | null =>
+    typeof group !== 'string' || typeof user !== 'string' ? `${kind}(group: string, user: string)` : null,
+  purge: (now: unknown): string | null =>
+    !Number.isFinite(now) ? 'purge(now: number, maxMessages: number)' : null,
+};
+
 /** Raised by a backend that cannot reach its engine: the session answers STORE_UNAVAILABLE. */
 export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'StoreUnavailableError';
   }
+}
+
+/** A call on a store that has been closed. */
+export function closedError(): StoreUnavailableError {
+  return new StoreUnavailableError('the store is closed');
+}
+
+/** An engine's failure as StoreUnavailableError, its message prefixed with the backend (`sqlite store`). */
+export function unavailableError(backend: string, err: unknown): StoreUnavailableError {
+  if (err instanceof StoreUnavailableError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new StoreUnavailableError(`${backend}: ${message}`, { cause: err });
 }

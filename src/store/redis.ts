@@ -38,14 +38,17 @@ import {
   type AppendRequest,
   type AppendResult,
   badAppend,
+  badCall,
   type CommitObserver,
+  closedError,
   type DeviceState,
   type Durability,
   type InboxCaps,
   type InboxStore,
   type ReceiptSource,
   type StoredMessage,
-  StoreUnavailableError,
+  type StoreUnavailableError,
+  unavailableError,
 } from './inbox-store.js';
 import { decodeMessage, encodeMessage } from './redis/codec.js';
 import {
@@ -206,9 +209,8 @@ export class RedisInboxStore implements InboxStore {
 
   openDevice(user: string, device: string, now: number): Promise<DeviceState> {
     if (this.closed) return Promise.reject(closedError());
-    if (typeof user !== 'string' || typeof device !== 'string' || !Number.isFinite(now)) {
-      return Promise.reject(new TypeError('openDevice(user: string, device: string, now: number)'));
-    }
+    const bad = badCall.openDevice(user, device, now);
+    if (bad !== null) return Promise.reject(new TypeError(bad));
     return new Promise<DeviceState>((resolve, reject) => {
       this.enqueueUser(user, { kind: 'open', device, now, done: { resolve, reject } });
     });
@@ -216,9 +218,8 @@ export class RedisInboxStore implements InboxStore {
 
   ack(user: string, device: string, seq: number): Promise<void> {
     if (this.closed) return Promise.reject(closedError());
-    if (typeof user !== 'string' || typeof device !== 'string' || !Number.isSafeInteger(seq)) {
-      return Promise.reject(new TypeError('ack(user: string, device: string, seq: integer)'));
-    }
+    const bad = badCall.ack(user, device, seq);
+    if (bad !== null) return Promise.reject(new TypeError(bad));
     return new Promise<void>((resolve, reject) => {
       this.enqueueUser(user, { kind: 'ack', device, seq, done: { resolve, reject } });
     });
@@ -226,9 +227,8 @@ export class RedisInboxStore implements InboxStore {
 
   async read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
     if (this.closed) throw closedError();
-    if (typeof user !== 'string' || !Number.isFinite(afterSeq) || !(limit >= 0)) {
-      throw new TypeError('read(user: string, afterSeq: number, limit: number)');
-    }
+    const bad = badCall.read(user, afterSeq, limit);
+    if (bad !== null) throw new TypeError(bad);
     const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
     if (max === 0) return [];
     const [, m, s] = userKeys(user);
@@ -265,7 +265,8 @@ export class RedisInboxStore implements InboxStore {
 
   async lastSeq(user: string): Promise<number> {
     if (this.closed) throw closedError();
-    if (typeof user !== 'string') throw new TypeError('lastSeq(user: string)');
+    const bad = badCall.lastSeq(user);
+    if (bad !== null) throw new TypeError(bad);
     return Number(await this.command(() => this.client.hget(inboxKey(user), 'last')));
   }
 
@@ -280,7 +281,8 @@ export class RedisInboxStore implements InboxStore {
   /** Sorted by UTF-8 bytes, as the SQLite store sorts them. */
   async members(group: string): Promise<string[]> {
     if (this.closed) throw closedError();
-    if (typeof group !== 'string') throw new TypeError('members(group: string)');
+    const bad = badCall.members(group);
+    if (bad !== null) throw new TypeError(bad);
     const members = await this.command(() => this.client.smembersBuffer(groupMembersKey(group)));
     return members.sort(Buffer.compare).map((b) => b.toString('utf8'));
   }
@@ -292,7 +294,8 @@ export class RedisInboxStore implements InboxStore {
    */
   async purge(now: number, maxMessages: number): Promise<number> {
     if (this.closed) throw closedError();
-    if (!Number.isFinite(now)) throw new TypeError('purge(now: number, maxMessages: number)');
+    const bad = badCall.purge(now);
+    if (bad !== null) throw new TypeError(bad);
     const budget = Math.floor(Math.min(Math.max(maxMessages, 0), Number.MAX_SAFE_INTEGER));
     this.flush();
     // Twice: the batches answered in the first wait send index writes, which the second waits for.
@@ -359,11 +362,9 @@ export class RedisInboxStore implements InboxStore {
   }
 
   private membership(join: boolean, group: string, user: string): Promise<void> {
-    const name = join ? 'join' : 'leave';
     if (this.closed) return Promise.reject(closedError());
-    if (typeof group !== 'string' || typeof user !== 'string') {
-      return Promise.reject(new TypeError(`${name}(group: string, user: string)`));
-    }
+    const bad = badCall.membership(join ? 'join' : 'leave', group, user);
+    if (bad !== null) return Promise.reject(new TypeError(bad));
     return new Promise<void>((resolve, reject) => {
       let batch = this.growingGroups.get(group);
       if (batch === undefined) {
@@ -566,11 +567,5 @@ function roundRobin(lists: readonly string[][], max: number): string[] {
 }
 
 function unavailable(err: unknown): StoreUnavailableError {
-  if (err instanceof StoreUnavailableError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new StoreUnavailableError(`redis store: ${message}`, { cause: err });
-}
-
-function closedError(): StoreUnavailableError {
-  return new StoreUnavailableError('the store is closed');
+  return unavailableError('redis store', err);
 }

@@ -32,14 +32,17 @@ import {
   type AppendRequest,
   type AppendResult,
   badAppend,
+  badCall,
   type CommitObserver,
+  closedError,
   type DeviceState,
   type Durability,
   type InboxCaps,
   type InboxStore,
   type ReceiptSource,
   type StoredMessage,
-  StoreUnavailableError,
+  type StoreUnavailableError,
+  unavailableError,
 } from './inbox-store.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from './shard.js';
 
@@ -510,13 +513,7 @@ class Shard {
 }
 
 function unavailable(err: unknown): StoreUnavailableError {
-  if (err instanceof StoreUnavailableError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new StoreUnavailableError(`sqlite store: ${message}`, { cause: err });
-}
-
-function closedError(): StoreUnavailableError {
-  return new StoreUnavailableError('the store is closed');
+  return unavailableError('sqlite store', err);
 }
 
 /** The shard count recorded in an existing data folder (from shard-00.db), or null for a new one. */
@@ -706,9 +703,8 @@ export class SqliteInboxStore implements InboxStore {
 
   openDevice(user: string, device: string, now: number): Promise<DeviceState> {
     if (this.closed) return Promise.reject(closedError());
-    if (typeof user !== 'string' || typeof device !== 'string' || !Number.isFinite(now)) {
-      return Promise.reject(new TypeError('openDevice(user: string, device: string, now: number)'));
-    }
+    const bad = badCall.openDevice(user, device, now);
+    if (bad !== null) return Promise.reject(new TypeError(bad));
     const shard = this.shardFor(user);
     if (shard instanceof Error) return Promise.reject(shard);
     return new Promise<DeviceState>((resolve, reject) => {
@@ -718,9 +714,8 @@ export class SqliteInboxStore implements InboxStore {
 
   async read(user: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
     if (this.closed) throw closedError();
-    if (typeof user !== 'string' || !Number.isFinite(afterSeq) || !(limit >= 0)) {
-      throw new TypeError('read(user: string, afterSeq: number, limit: number)');
-    }
+    const bad = badCall.read(user, afterSeq, limit);
+    if (bad !== null) throw new TypeError(bad);
     const shard = this.shardFor(user);
     if (shard instanceof Error) throw shard;
     const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
@@ -760,9 +755,8 @@ export class SqliteInboxStore implements InboxStore {
 
   ack(user: string, device: string, seq: number): Promise<void> {
     if (this.closed) return Promise.reject(closedError());
-    if (typeof user !== 'string' || typeof device !== 'string' || !Number.isSafeInteger(seq)) {
-      return Promise.reject(new TypeError('ack(user: string, device: string, seq: integer)'));
-    }
+    const bad = badCall.ack(user, device, seq);
+    if (bad !== null) return Promise.reject(new TypeError(bad));
     const shard = this.shardFor(user);
     if (shard instanceof Error) return Promise.reject(shard);
     return new Promise<void>((resolve, reject) => {
@@ -772,7 +766,8 @@ export class SqliteInboxStore implements InboxStore {
 
   async lastSeq(user: string): Promise<number> {
     if (this.closed) throw closedError();
-    if (typeof user !== 'string') throw new TypeError('lastSeq(user: string)');
+    const bad = badCall.lastSeq(user);
+    if (bad !== null) throw new TypeError(bad);
     const shard = this.shardFor(user);
     if (shard instanceof Error) throw shard;
     try {
@@ -792,7 +787,8 @@ export class SqliteInboxStore implements InboxStore {
 
   async members(group: string): Promise<string[]> {
     if (this.closed) throw closedError();
-    if (typeof group !== 'string') throw new TypeError('members(group: string)');
+    const bad = badCall.members(group);
+    if (bad !== null) throw new TypeError(bad);
     const shard = this.shardFor(group);
     if (shard instanceof Error) throw shard;
     try {
@@ -805,9 +801,8 @@ export class SqliteInboxStore implements InboxStore {
   /** A join or leave, queued in the group's shard for this tick's commit. */
   private membership(kind: 'join' | 'leave', group: string, user: string): Promise<void> {
     if (this.closed) return Promise.reject(closedError());
-    if (typeof group !== 'string' || typeof user !== 'string') {
-      return Promise.reject(new TypeError(`${kind}(group: string, user: string)`));
-    }
+    const bad = badCall.membership(kind, group, user);
+    if (bad !== null) return Promise.reject(new TypeError(bad));
     const shard = this.shardFor(group);
     if (shard instanceof Error) return Promise.reject(shard);
     return new Promise<void>((resolve, reject) => {
@@ -824,7 +819,8 @@ export class SqliteInboxStore implements InboxStore {
    */
   async purge(now: number, maxMessages: number): Promise<number> {
     if (this.closed) throw closedError();
-    if (!Number.isFinite(now)) throw new TypeError('purge(now: number, maxMessages: number)');
+    const bad = badCall.purge(now);
+    if (bad !== null) throw new TypeError(bad);
     this.flush();
     let budget = Math.floor(Math.min(Math.max(maxMessages, 0), Number.MAX_SAFE_INTEGER));
     const cutoff = now - this.caps.retentionMs;
