@@ -19,6 +19,7 @@
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { commandLine, throughputSection, writeSection } from './lib/docs.js';
+import { windowFlag } from './lib/flags.js';
 import {
   type Durability,
   durabilityList,
@@ -82,8 +83,7 @@ function parseOptions(argv: string[]): Options {
   if (values['in-flight'] !== undefined && values.window !== undefined) {
     throw new Error('give --in-flight or --window (the same setting), not both');
   }
-  const durationMs = parseDuration(values.duration);
-  if (durationMs < 100) throw new Error('--duration must be at least 100ms');
+  const durationMs = windowFlag(values.duration);
   return {
     workload:
       values.users !== undefined

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { barChartSvg } from './lib/chart.js';
 import { commandLine, describeMachine, sourceRevision, today, writeResults } from './lib/docs.js';
+import { windowFlag } from './lib/flags.js';
 import {
   configId,
   configLabel,
@@ -67,8 +68,7 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  const durationMs = parseDuration(values.duration);
-  if (durationMs < 100) throw new Error('--duration must be at least 100ms');
+  const durationMs = windowFlag(values.duration);
   const durabilities = durabilityList(values.durability);
   if (durabilities.length !== 1) throw new Error('--durability: give one mode');
   const configs = parseConfigs(values.configs);

@@ -53,6 +53,7 @@ import {
   stopAllPeers,
 } from './drivers/servers.js';
 import { commandLine, describeMachine, sourceRevision, today, writeSection } from './lib/docs.js';
+import { windowFlag } from './lib/flags.js';
 import { GENERATOR_CPU, loadAverage, machineInfo, SERVER_CPU } from './lib/machine.js';
 import { processTree } from './lib/proc.js';
 import { bytes, endProgress, progress, runMain } from './lib/report.js';
@@ -133,8 +134,7 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  const durationMs = parseDuration(values.duration);
-  if (durationMs < 100) throw new Error('--duration must be at least 100ms');
+  const durationMs = windowFlag(values.duration);
   if (!/^[a-z0-9-]+$/.test(values.section)) throw new Error(`--section: "${values.section}" is not a name`);
   return {
     users: intArg(values.users, 'users', 2),

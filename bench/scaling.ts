@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { barChartSvg } from './lib/chart.js';
 import { commandLine, throughputSection, today, writeSection } from './lib/docs.js';
+import { windowFlag } from './lib/flags.js';
 import { machineInfo } from './lib/machine.js';
 import {
   type Durability,
@@ -86,8 +87,7 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  const durationMs = parseDuration(values.duration);
-  if (durationMs < 100) throw new Error('--duration must be at least 100ms');
+  const durationMs = windowFlag(values.duration);
   const write = values.write ?? null;
   const section = values.section;
   if (!/^[a-z0-9-]+$/.test(section))

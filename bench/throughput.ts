@@ -25,7 +25,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseTarget } from './connections.js';
 import { onGeneratorExit } from './lib/child-exit.js';
-import { intFlag } from './lib/flags.js';
+import { intFlag, windowFlag } from './lib/flags.js';
 import {
   addEncoded,
   type Histogram,
@@ -92,8 +92,7 @@ export function resolveThroughputOptions(
   const { host, port } = parseTarget(flags.target ?? 'sbp://127.0.0.1:7070');
   const users = intFlag(flags.users ?? '1000', '--users', 2);
   const size = intFlag(flags.size ?? '100', '--size', 0);
-  const durationMs = parseDuration(flags.duration ?? '20s');
-  if (durationMs < 100) throw new Error('--duration must be at least 100ms');
+  const durationMs = windowFlag(flags.duration ?? '20s', parseDuration);
   const warmupMs = parseDuration(flags.warmup ?? '3s');
   if (flags.rate !== undefined && flags.window !== undefined) {
     throw new Error('give --rate (open loop) or --window (closed loop), not both');
