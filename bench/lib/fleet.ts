@@ -19,7 +19,7 @@ import {
 } from './redis-stats.js';
 import { endProgress, progress, round } from './report.js';
 import { type Durability, ServerProcess } from './server.js';
-import { LoadRun } from './throughput.js';
+import { closedDurableLoad, LoadRun } from './throughput.js';
 
 export type StoreKind = 'sqlite' | 'redis' | 'cluster';
 
@@ -204,25 +204,18 @@ export async function runConfiguration(config: FleetConfig, opts: FleetOptions):
       );
     }
     load = await LoadRun.connect(
-      {
+      closedDurableLoad({
         host: '127.0.0.1',
         port: nodes[0]!.port,
         fleetPorts: nodes.map((n) => n.port),
         workload: { kind: 'users', users: opts.users },
         userPrefix: 'fleet-',
-        device: 'bench',
-        mode: 'closed',
         inFlight: opts.inFlight,
-        rate: 0,
-        ephemeral: false,
         payloadBytes: opts.payloadBytes,
         warmupMs: opts.warmupMs,
         durationMs: opts.durationMs,
         ackEvery: 0,
-        connectConcurrency: 32,
-        lossTimeoutMs: 0,
-        stallMs: 5000,
-      },
+      }),
       label,
     );
     const read = (): Reading => {

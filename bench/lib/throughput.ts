@@ -227,6 +227,38 @@ export interface LoadConfig {
   stallMs: number;
 }
 
+/** What a closed-loop durable load (the conventions' workload) leaves to its caller. */
+export type ClosedLoadParts = Pick<
+  LoadConfig,
+  | 'host'
+  | 'port'
+  | 'fleetPorts'
+  | 'workload'
+  | 'userPrefix'
+  | 'inFlight'
+  | 'payloadBytes'
+  | 'warmupMs'
+  | 'durationMs'
+  | 'ackEvery'
+>;
+
+/**
+ * A closed-loop load of durable SENDs, as bench:core, bench:scaling and bench:fleet run it: one device
+ * `bench` per user, 32 connects at once, a 5 s stall fails the run.
+ */
+export function closedDurableLoad(parts: ClosedLoadParts): LoadConfig {
+  return {
+    ...parts,
+    device: 'bench',
+    mode: 'closed',
+    rate: 0,
+    ephemeral: false,
+    connectConcurrency: 32,
+    lossTimeoutMs: 0,
+    stallMs: 5000,
+  };
+}
+
 export interface LoadHooks {
   /** Prefix of the progress lines, e.g. "[w1 normal]". */
   label: string;
@@ -734,24 +766,17 @@ export async function runOnce(spec: RunSpec, opts: ThroughputOptions): Promise<R
   let load: LoadRun | null = null;
   try {
     load = await LoadRun.connect(
-      {
+      closedDurableLoad({
         host: '127.0.0.1',
         port: server.port,
         workload: opts.workload,
         userPrefix: 'bench-',
-        device: 'bench',
-        mode: 'closed',
         inFlight: opts.inFlight,
-        rate: 0,
-        ephemeral: false,
         payloadBytes: opts.payloadBytes,
         warmupMs: opts.warmupMs,
         durationMs: opts.durationMs,
         ackEvery: opts.ackEvery,
-        connectConcurrency: 32,
-        lossTimeoutMs: 0,
-        stallMs: 5000,
-      },
+      }),
       label,
     );
     let cpuStart: TreeCpu | null = null;
