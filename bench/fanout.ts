@@ -36,7 +36,7 @@ import {
 } from './lib/loop-delay.js';
 import { loadAverage, machineInfo } from './lib/machine.js';
 import { type MachineCpu, machineCpu, type TreeCpu, treeCpu } from './lib/proc.js';
-import { endProgress, int, progress, round, runMain } from './lib/report.js';
+import { endProgress, int, progress, round, runEach, runMain } from './lib/report.js';
 import { ServerProcess, sleep } from './lib/server.js';
 import { installCleanup, intArg, scriptOptions, workerList } from './lib/throughput.js';
 import { ratePoints } from './report-html.js';
@@ -442,25 +442,22 @@ async function main(): Promise<number> {
   if (started === null) return 2;
   const { args, opts } = started;
   installCleanup();
-  const runs: FanoutRun[] = [];
-  const failures: string[] = [];
-  for (const workers of opts.workers) {
-    try {
-      const r = await runOne(workers, opts);
-      runs.push(r);
-      const worst = worstLoop(r);
-      process.stderr.write(
-        `[fan-out w${workers}] ${int(r.deliveriesPerSecond)} member deliveries/s, fan-out ${r.fanoutMs} ms, ` +
+  const { results: runs, failures } = await runEach(
+    opts.workers,
+    {
+      tag: (workers) => `[fan-out w${workers}]`,
+      what: workersText,
+      summary: (r: FanoutRun) => {
+        const worst = worstLoop(r);
+        return (
+          `${int(r.deliveriesPerSecond)} member deliveries/s, fan-out ${r.fanoutMs} ms, ` +
           `probe PONG max ${r.probe?.rttMs.max ?? '–'} ms, server loop delay max ${worst?.maxMs ?? '–'} ms` +
-          `${worst ? ` (${worst.node})` : ''}\n`,
-      );
-    } catch (err) {
-      endProgress();
-      const message = err instanceof Error ? err.message : String(err);
-      failures.push(`${workersText(workers)}: ${message}`);
-      process.stderr.write(`[fan-out w${workers}] failed: ${message}\n`);
-    }
-  }
+          `${worst ? ` (${worst.node})` : ''}`
+        );
+      },
+    },
+    (workers) => runOne(workers, opts),
+  );
   if (opts.json) {
     const out = {
       benchmark: 'fanout',

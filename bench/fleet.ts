@@ -16,7 +16,7 @@ import {
 } from './lib/fleet.js';
 import { machineInfo } from './lib/machine.js';
 import { killAllRedisNow } from './lib/redis-server.js';
-import { endProgress, int, runMain } from './lib/report.js';
+import { int, runEach, runMain } from './lib/report.js';
 import { durabilityList, installCleanup, intArg, scriptOptions } from './lib/throughput.js';
 
 interface Options extends FleetOptions {
@@ -334,25 +334,18 @@ async function main(): Promise<number> {
   const { args, opts } = started;
   installCleanup();
   process.once('exit', killAllRedisNow);
-  const results: FleetResult[] = [];
-  const failures: string[] = [];
-  for (const config of opts.configs) {
-    const label = `[${configId(config)}]`;
-    try {
-      const r = await runConfiguration(config, opts);
-      results.push(r);
-      process.stderr.write(
-        `${label} ${int(r.msgPerSec)} msg/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, ` +
-          `server ${r.serverCpuUsPerMsg} µs/msg, Redis ${r.redisCpuUsPerMsg} µs/msg, ` +
-          `Redis commands/msg ${fixed(r.redisCommandsPerMsg, 2)}\n`,
-      );
-    } catch (err) {
-      endProgress();
-      const message = err instanceof Error ? err.message : String(err);
-      failures.push(`${configLabel(config)}: ${message}`);
-      process.stderr.write(`${label} failed: ${message}\n`);
-    }
-  }
+  const { results, failures } = await runEach(
+    opts.configs,
+    {
+      tag: (config) => `[${configId(config)}]`,
+      what: configLabel,
+      summary: (r: FleetResult) =>
+        `${int(r.msgPerSec)} msg/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, ` +
+        `server ${r.serverCpuUsPerMsg} µs/msg, Redis ${r.redisCpuUsPerMsg} µs/msg, ` +
+        `Redis commands/msg ${fixed(r.redisCommandsPerMsg, 2)}`,
+    },
+    (config) => runConfiguration(config, opts),
+  );
   if (opts.json) {
     const out = {
       benchmark: 'fleet',

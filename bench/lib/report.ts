@@ -85,3 +85,29 @@ export function runMain(main: () => Promise<number>): void {
     },
   );
 }
+
+/**
+ * Runs a benchmark's configurations one after another. A run that throws is recorded in `failures` as
+ * "<what>: <why>" and the next one runs; each outcome gets a line on stderr after `tag`.
+ */
+export async function runEach<C, R>(
+  configs: readonly C[],
+  describe: { tag: (c: C) => string; what: (c: C) => string; summary: (r: R) => string },
+  run: (c: C) => Promise<R>,
+): Promise<{ results: R[]; failures: string[] }> {
+  const results: R[] = [];
+  const failures: string[] = [];
+  for (const c of configs) {
+    try {
+      const r = await run(c);
+      results.push(r);
+      process.stderr.write(`${describe.tag(c)} ${describe.summary(r)}\n`);
+    } catch (err) {
+      endProgress();
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(`${describe.what(c)}: ${message}`);
+      process.stderr.write(`${describe.tag(c)} failed: ${message}\n`);
+    }
+  }
+  return { results, failures };
+}
