@@ -287,7 +287,9 @@ export class Home implements Homes {
         if (list) list.push(frame);
         else bySender.set(m.from, [frame]);
       }
-      for (const [sender, frames] of bySender) this.routes.ephemeral(sender, concat(frames), NO_SESSION);
+      for (const [sender, frames] of bySender) {
+        this.routes.ephemeral(sender, frames.length === 1 ? frames[0]! : Buffer.concat(frames), NO_SESSION);
+      }
       if (page.length < RECEIPT_PAGE) return;
       after = page[page.length - 1]!.seq;
     }
@@ -378,15 +380,4 @@ interface DirectoryEntry {
 /** The workers holding a user's sessions, each once (the callers take the one-session case first). */
 function workersOf(entries: readonly DirectoryEntry[]): number[] {
   return [...new Set(entries.map((e) => e.worker))];
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
