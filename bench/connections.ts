@@ -27,7 +27,7 @@ import { openFileLimit } from '../src/server/fd-limit.js';
 import type { ChildMessage, GeneratorConfig, GeneratorStats, ParentMessage } from './generator/messages.js';
 import { onGeneratorExit } from './lib/child-exit.js';
 import { intFlag } from './lib/flags.js';
-import { measuredServerRoots, settledTreeRss, treeRss } from './lib/proc.js';
+import { measuredServerRoots, settledTreeRss, totalRss, treeRss } from './lib/proc.js';
 import { bytes, int, round, ThrottledProgress } from './lib/report.js';
 
 // ------------------------------------------------------------------ options and plan
@@ -536,8 +536,7 @@ export async function runConnections(opts: ConnectionsOptions): Promise<Connecti
       rssBefore: before.get(pid) ?? null,
       rssDuring: during.get(pid) ?? null,
     }));
-    const total = (m: Map<number, number>): number | null =>
-      m.size === 0 ? null : [...m.values()].reduce((a, b) => a + b, 0);
+    const total = (m: Map<number, number>): number | null => (m.size === 0 ? null : totalRss(m));
     const rssBefore = total(before);
     const rssDuring = total(during);
     return {

@@ -23,6 +23,7 @@ import {
   machineCpu,
   settledTreeRss,
   type TreeCpu,
+  totalRss,
   treeCpu,
   treeCpusAllowed,
   treeRss,
@@ -537,12 +538,6 @@ export interface HoldResult {
   firstError: string | null;
 }
 
-function sumRss(pid: number): number {
-  let total = 0;
-  for (const v of treeRss([pid]).values()) total += v;
-  return total;
-}
-
 /** Opens `count` connections (handshake only, no subscription), holds them, measures the server's RSS. */
 export async function holdConnections(driver: Driver, port: number, opts: HoldOptions): Promise<HoldResult> {
   const show = opts.progress !== false;
@@ -552,7 +547,7 @@ export async function holdConnections(driver: Driver, port: number, opts: HoldOp
   let dropped = 0;
   let firstError: string | null = null;
   await sleep(500);
-  const rssBefore = [...(await settledTreeRss([opts.serverPid])).values()].reduce((a, b) => a + b, 0);
+  const rssBefore = totalRss(await settledTreeRss([opts.serverPid]));
   const t0 = nowNs();
   let lastShown = 0;
   try {
@@ -584,7 +579,7 @@ export async function holdConnections(driver: Driver, port: number, opts: HoldOp
     if (show)
       progress(`[${opts.label}] holding ${conns.length.toLocaleString('en-US')} for ${opts.holdMs / 1000} s`);
     await sleep(opts.holdMs);
-    const rss = sumRss(opts.serverPid);
+    const rss = totalRss(treeRss([opts.serverPid]));
     const held = conns.length - dropped;
     if (show) endProgress();
     return {

@@ -332,6 +332,13 @@ export function measuredServerRoots(
   return { roots, warning };
 }
 
+/** The total of a tree's RSS readings (from treeRss), bytes. */
+export function totalRss(readings: Map<number, number>): number {
+  let sum = 0;
+  for (const v of readings.values()) sum += v;
+  return sum;
+}
+
 /**
  * The tree's RSS once it has settled: sampled every 250 ms until the total moved by at most
  * `toleranceBytes` over the last `quietMs` (at most `maxMs` in all). A server that has just started
@@ -343,14 +350,13 @@ export async function settledTreeRss(
   roots: number[],
   { quietMs = 2_000, toleranceBytes = 1 << 20, maxMs = 15_000 } = {},
 ): Promise<Map<number, number>> {
-  const total = (m: Map<number, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
   const samples: { at: number; rss: Map<number, number> }[] = [];
   const start = Date.now();
   for (;;) {
     const now = Date.now();
     samples.push({ at: now, rss: treeRss(roots) });
     while (samples.length > 1 && samples[1]!.at <= now - quietMs) samples.shift();
-    const totals = samples.map((s) => total(s.rss));
+    const totals = samples.map((s) => totalRss(s.rss));
     const spanned = now - samples[0]!.at >= quietMs;
     if ((spanned && Math.max(...totals) - Math.min(...totals) <= toleranceBytes) || now - start >= maxMs)
       return samples[samples.length - 1]!.rss;
