@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -224,6 +224,128 @@ describe('SqliteInboxStore', () => {
       assert.equal(next?.status, 'stored');
       await store.join('#team', 'alice');
       assert.deepEqual(await store.members('#team'), ['alice']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('migrates a version-3 shard file (messages keyed by user and seq): reads, dedupe, receipts and the sweep hold', async () => {
+    // A version-3 file as that build wrote it, made by hand: two interleaved inboxes, alice's first two
+    // messages acknowledged (seq 1 a tombstone, purged through 1) and bob's all live.
+    mkdirSync(dir, { recursive: true });
+    const db = new Database(join(dir, shardFileName(0)));
+    db.pragma('journal_mode = WAL');
+    db.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY NOT NULL) WITHOUT ROWID;
+      CREATE TABLE inbox (user TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, count INTEGER NOT NULL,
+        bytes INTEGER NOT NULL, purged_through INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE message (user TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, sender TEXT NOT NULL,
+        sender_device TEXT NOT NULL, client_msg_id INTEGER NOT NULL, addr TEXT NOT NULL, payload BLOB,
+        PRIMARY KEY (user, seq));
+      CREATE UNIQUE INDEX message_dedupe ON message (client_msg_id, sender, sender_device, user);
+      CREATE INDEX message_ts ON message (ts);
+      CREATE TABLE device (user TEXT NOT NULL, device TEXT NOT NULL, acked_seq INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL, ack_pending INTEGER NOT NULL, PRIMARY KEY (user, device)) WITHOUT ROWID;
+      CREATE INDEX device_seen ON device (last_seen);
+      CREATE INDEX device_ack_pending ON device (user) WHERE ack_pending = 1;
+      CREATE TABLE member (grp TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY (grp, user)) WITHOUT ROWID;
+      INSERT INTO meta VALUES ('format', 'switchboard-inbox'), ('shard_index', 0), ('shard_count', 1);
+    `);
+    const now = Date.now();
+    const insert = db.prepare('INSERT INTO message VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    const rows: [string, number, string, number][] = [
+      ['alice', 1, 'bob', 11],
+      ['bob', 1, 'carol', 21],
+      ['alice', 2, 'carol', 12],
+      ['bob', 2, 'alice', 22],
+      ['alice', 3, 'bob', 13],
+    ];
+    for (const [user, seq, from, id] of rows) {
+      const payload = user === 'alice' && seq === 1 ? null : Buffer.from(`${user}${seq}`);
+      insert.run(user, seq, now, from, 'dev', id, user, payload);
+    }
+    db.exec(`INSERT INTO inbox VALUES ('alice', 3, 2, 12, 1), ('bob', 2, 2, 8, 0);
+      INSERT INTO device VALUES ('alice', 'phone', 2, ${now}, 1)`);
+    db.pragma('user_version = 3');
+    db.close();
+
+    const reopen = () => SqliteInboxStore.open({ dir, durability: 'normal', caps: DEFAULT_CAPS });
+    let store = await reopen();
+    try {
+      assert.equal(store.inspect(0).userVersion, SCHEMA_VERSION);
+      const text = (m: { payload: Uint8Array }) => Buffer.from(m.payload).toString();
+      assert.deepEqual((await store.read('alice', 0, 10)).map(text), ['alice2', 'alice3']);
+      assert.deepEqual((await store.read('bob', 1, 10)).map(text), ['bob2']);
+      // The tombstone still deduplicates; the next seqs follow the old ones.
+      const [dup, next] = await store.append([
+        { ...message('alice', 11), from: 'bob' },
+        { ...message('alice', 14), from: 'bob' },
+      ]);
+      assert.deepEqual(dup && { status: dup.status, seq: 'seq' in dup ? dup.seq : 0 }, {
+        status: 'duplicate',
+        seq: 1,
+      });
+      assert.deepEqual(next && { status: next.status, seq: 'seq' in next ? next.seq : 0 }, {
+        status: 'stored',
+        seq: 4,
+      });
+      assert.deepEqual(
+        (await store.receiptSources('alice', 0, 4, 10)).map((r) => [r.seq, r.from]),
+        [
+          [2, 'carol'],
+          [3, 'bob'],
+          [4, 'bob'],
+        ],
+      );
+      // The sweep removes what the phone acknowledged (through 2) from the migrated inbox.
+      await store.purge(Date.now(), 100);
+      assert.deepEqual(
+        (await store.read('alice', 0, 10)).map((m) => m.seq),
+        [3, 4],
+      );
+      await store.close();
+      store = await reopen(); // the live index rebuilt from the file agrees
+      assert.equal(store.liveMessages, 4);
+      assert.deepEqual(
+        (await store.read('alice', 0, 10)).map((m) => m.seq),
+        [3, 4],
+      );
+      assert.deepEqual((await store.read('bob', 0, 10)).map(text), ['bob1', 'bob2']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('reads and lists receipt sources across more ids than one statement takes', async () => {
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 1,
+      durability: 'normal',
+      caps: { ...DEFAULT_CAPS, maxMessages: 20_000 },
+    });
+    try {
+      const n = 9_000;
+      const batch = [];
+      for (let i = 1; i <= n; i++) {
+        const copy = message('alice', i);
+        // Every other message is alice's own copy of one she sent: not a receipt source.
+        batch.push(i % 2 === 0 ? { ...copy, from: 'alice', to: 'bob' } : copy);
+      }
+      await store.append(batch);
+      const all = await store.read('alice', 0, n + 10);
+      assert.equal(all.length, n);
+      assert.ok(all.every((m, i) => m.seq === i + 1));
+      assert.deepEqual(
+        (await store.read('alice', 4000, 5000)).map((m) => m.seq),
+        Array.from({ length: 5000 }, (_, i) => 4001 + i),
+      );
+      const sources = await store.receiptSources('alice', 0, n, n);
+      assert.equal(sources.length, n / 2);
+      assert.ok(sources.every((r, i) => r.seq === 2 * i + 1));
+      assert.deepEqual(
+        (await store.receiptSources('alice', 100, n, 3)).map((r) => r.seq),
+        [101, 103, 105],
+      );
     } finally {
       await store.close();
     }
