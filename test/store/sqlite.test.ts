@@ -351,6 +351,38 @@ describe('SqliteInboxStore', () => {
     }
   });
 
+  it('reads an inbox whose messages are interleaved with other inboxes, densely (one scan) or sparsely (a lookup each)', async () => {
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 1,
+      durability: 'normal',
+      caps: DEFAULT_CAPS,
+    });
+    try {
+      const text = (m: { payload: Uint8Array }) => Buffer.from(m.payload).toString();
+      // alice's messages 1–40 interleaved with one other inbox (dense), then 41–80 with twenty (sparse).
+      let id = 0;
+      for (let seq = 1; seq <= 80; seq++) {
+        const others = seq <= 40 ? 1 : 20;
+        const batch = [message('alice', ++id, Buffer.from(`a${seq}`))];
+        for (let k = 0; k < others; k++) batch.push(message(`other${k}`, ++id));
+        await store.append(batch);
+      }
+      const expected = (from: number, to: number) =>
+        Array.from({ length: to - from + 1 }, (_, i) => `a${from + i}`);
+      assert.deepEqual((await store.read('alice', 0, 40)).map(text), expected(1, 40));
+      assert.deepEqual((await store.read('alice', 40, 40)).map(text), expected(41, 80));
+      assert.deepEqual((await store.read('alice', 10, 1000)).map(text), expected(11, 80));
+      assert.deepEqual((await store.read('alice', 35, 10)).map(text), expected(36, 45));
+      assert.deepEqual(
+        (await store.read('other0', 0, 100)).map((m) => m.seq),
+        Array.from({ length: 80 }, (_, i) => i + 1),
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
   it('refuses a shard file with a newer schema version', async () => {
     await (
       await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps: DEFAULT_CAPS })
