@@ -28,6 +28,16 @@ function message(inbox: string, clientMsgId: number, payload: Uint8Array = new U
   return { inbox, from: 'sender', fromDevice: 'dev', clientMsgId, to: inbox, payload, timestamp: Date.now() };
 }
 
+/** One shard in `dir`, durability normal, the default caps with `caps` over them. */
+function openOneShard(dir: string, caps: Partial<typeof DEFAULT_CAPS> = {}) {
+  return SqliteInboxStore.open({
+    dir,
+    shardCount: 1,
+    durability: 'normal',
+    caps: { ...DEFAULT_CAPS, ...caps },
+  });
+}
+
 describe('shardOf', () => {
   it('is FNV-1a 32 over the UTF-8 bytes, modulo the shard count (pinned: part of the data format)', () => {
     assert.equal(DEFAULT_SHARD_COUNT, 16);
@@ -161,12 +171,7 @@ describe('SqliteInboxStore', () => {
   });
 
   it('counts an inbox right after the sweep removed acknowledged messages (its inbox rows are cached)', async () => {
-    const store = await SqliteInboxStore.open({
-      dir,
-      shardCount: 1,
-      durability: 'normal',
-      caps: { ...DEFAULT_CAPS, maxMessages: 3 },
-    });
+    const store = await openOneShard(dir, { maxMessages: 3 });
     try {
       const now = Date.now();
       await store.openDevice('alice', 'phone', now);
@@ -191,12 +196,7 @@ describe('SqliteInboxStore', () => {
   });
 
   it('migrates a version-1 shard file: its messages stay, dedupe holds, group membership works', async () => {
-    const first = await SqliteInboxStore.open({
-      dir,
-      shardCount: 1,
-      durability: 'normal',
-      caps: DEFAULT_CAPS,
-    });
+    const first = await openOneShard(dir);
     await first.append([message('alice', 1)]);
     await first.close();
     // What a version-1 build left behind: no member table, the dedupe index led by the user.
@@ -206,12 +206,7 @@ describe('SqliteInboxStore', () => {
     db.exec('CREATE UNIQUE INDEX message_dedupe ON message (user, sender, sender_device, client_msg_id)');
     db.pragma('user_version = 1');
     db.close();
-    const store = await SqliteInboxStore.open({
-      dir,
-      shardCount: 1,
-      durability: 'normal',
-      caps: DEFAULT_CAPS,
-    });
+    const store = await openOneShard(dir);
     try {
       assert.equal(store.inspect(0).userVersion, SCHEMA_VERSION);
       assert.equal(await store.lastSeq('alice'), 1);
@@ -316,13 +311,8 @@ describe('SqliteInboxStore', () => {
     }
   });
 
-  it('reads and lists receipt sources across more ids than one statement takes', async () => {
-    const store = await SqliteInboxStore.open({
-      dir,
-      shardCount: 1,
-      durability: 'normal',
-      caps: { ...DEFAULT_CAPS, maxMessages: 20_000 },
-    });
+  it('reads and lists receipt sources over thousands of messages (receipt lookups go through the index in chunks)', async () => {
+    const store = await openOneShard(dir, { maxMessages: 20_000 });
     try {
       const n = 9_000;
       const batch = [];
@@ -352,12 +342,7 @@ describe('SqliteInboxStore', () => {
   });
 
   it('reads an inbox whose messages are interleaved with other inboxes, densely (one scan) or sparsely (a lookup each)', async () => {
-    const store = await SqliteInboxStore.open({
-      dir,
-      shardCount: 1,
-      durability: 'normal',
-      caps: DEFAULT_CAPS,
-    });
+    const store = await openOneShard(dir);
     try {
       const text = (m: { payload: Uint8Array }) => Buffer.from(m.payload).toString();
       // alice's messages 1–40 interleaved with one other inbox (dense), then 41–80 with twenty (sparse).
@@ -384,16 +369,11 @@ describe('SqliteInboxStore', () => {
   });
 
   it('refuses a shard file with a newer schema version', async () => {
-    await (
-      await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps: DEFAULT_CAPS })
-    ).close();
+    await (await openOneShard(dir)).close();
     const db = new Database(join(dir, shardFileName(0)));
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
-    await assert.rejects(
-      SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps: DEFAULT_CAPS }),
-      /newer/,
-    );
+    await assert.rejects(openOneShard(dir), /newer/);
   });
 
   it('rejects a failed commit with StoreUnavailableError, writes nothing of it, and keeps working', async () => {
