@@ -139,6 +139,11 @@ export class RedisInboxStore implements InboxStore {
    * sweep step waits for, so that it sees what its caller has already seen acknowledged.
    */
   private readonly writes = new Set<Promise<void>>();
+  /**
+   * Per user, the outcome of its last write batch sent (null: applied; else why it failed), while that
+   * batch is not answered: the user's next batch waits for it (see sendUserBatchInOrder).
+   */
+  private readonly userTail = new Map<string, Promise<Error | null>>();
   /** Index writes that failed, newest generation per user: sent again before the next sweep step. */
   private readonly unsynced = new Map<string, { gen: number; due: string }>();
   private readonly scripts: Scripts;
@@ -405,7 +410,7 @@ export class RedisInboxStore implements InboxStore {
     for (const batch of batches) {
       applied.push(
         batch.kind === 'user'
-          ? this.sendUserBatch(batch.user, batch.ops)
+          ? this.sendUserBatchInOrder(batch.user, batch.ops)
           : this.sendGroupBatch(batch.group, batch.ops),
       );
       ops += batch.ops.length;
@@ -415,8 +420,36 @@ export class RedisInboxStore implements InboxStore {
     }
   }
 
-  /** Sends one user's writes of this tick as one script call; the promise settles them and never rejects. */
-  private sendUserBatch(user: string, ops: UserOp[]): Promise<void> {
+  /**
+   * Sends a user's batch once its previous one has been answered, and only if that one was applied.
+   * Callers rely on call order per inbox: a SEND whose append failed is re-sent by its client after the
+   * SENDs that followed it, and the router fails the appends queued behind a failed one (the sender's own
+   * copies) so that none overtakes the re-send. Pipelined batches would break that: during a failover
+   * or a reconnect an earlier script call can fail (its server went away) while a later one, sent after
+   * the client found the new master, succeeds. Waiting costs one round trip per batch of a user, and a
+   * batch behind a failed one fails with the same error without being sent.
+   */
+  private sendUserBatchInOrder(user: string, ops: UserOp[]): Promise<void> {
+    const before = this.userTail.get(user);
+    const outcome =
+      before === undefined
+        ? this.sendUserBatch(user, ops)
+        : before.then((failure) =>
+            failure === null ? this.sendUserBatch(user, ops) : failOps(ops, failure),
+          );
+    this.userTail.set(user, outcome);
+    const settled = outcome.then(() => {
+      if (this.userTail.get(user) === outcome) this.userTail.delete(user);
+    });
+    track(this.writes, settled);
+    return settled;
+  }
+
+  /**
+   * Sends one user's writes of this tick as one script call; the promise settles them, never rejects,
+   * and resolves with the failure (null when the script was applied).
+   */
+  private sendUserBatch(user: string, ops: UserOp[]): Promise<Error | null> {
     const { maxMessages, maxBytes, retentionMs } = this.caps;
     const args: (string | Buffer)[] = [
       ...userKeys(user),
@@ -457,16 +490,9 @@ export class RedisInboxStore implements InboxStore {
             at += 2;
           } else op.done.resolve();
         }
+        return null;
       },
-      (err: Error) => {
-        for (const op of ops) {
-          if (op.kind !== 'append') op.done.reject(err);
-          else if (!op.call.failed) {
-            op.call.failed = true;
-            op.call.reject(err);
-          }
-        }
-      },
+      (err: Error) => failOps(ops, err),
     );
     track(this.writes, applied);
     return applied;
@@ -521,6 +547,18 @@ export class RedisInboxStore implements InboxStore {
     track(this.inflight, promise);
     return promise;
   }
+}
+
+/** Rejects every op of a batch with `err` (an append's call once); returns `err`. */
+function failOps(ops: UserOp[], err: Error): Error {
+  for (const op of ops) {
+    if (op.kind !== 'append') op.done.reject(err);
+    else if (!op.call.failed) {
+      op.call.failed = true;
+      op.call.reject(err);
+    }
+  }
+  return err;
 }
 
 /** Keeps a copy of `promise` that never rejects in `set` until it settles. */

@@ -336,6 +336,41 @@ describe('RedisInboxStore while Redis hangs', () => {
       await store.close();
     }
   });
+
+  it('sends the next batch of an inbox only once its previous one is answered, and fails it unsent when that one failed', async () => {
+    const unhandled = watchUnhandled();
+    const store = await RedisInboxStore.open({ url: redis.url, caps: DEFAULT_CAPS, durability: 'full' });
+    const inbox = fresh('order');
+    try {
+      await store.append([req(inbox, 1)]);
+      process.kill(redis.pid, 'SIGSTOP');
+      let second: Promise<unknown>;
+      let third: Promise<unknown>;
+      try {
+        second = store.append([req(inbox, 2)]); // sent; Redis runs it once it resumes
+        await new Promise((resolve) => setImmediate(resolve));
+        third = store.append([req(inbox, 3)]); // another tick: waits for the second's answer
+        await rejectsPromptly('the second append', () => second);
+        await rejectsPromptly('the third append', () => third);
+      } finally {
+        process.kill(redis.pid, 'SIGCONT');
+      }
+      // The second ran after all (its reply was late); the third was never sent, so a re-send of the
+      // second and then the third keeps their order.
+      assert.deepEqual(
+        (await store.append([req(inbox, 2)])).map((r) => [r.status, r.status !== 'full' && r.seq]),
+        [['duplicate', 2]],
+      );
+      assert.deepEqual(
+        (await store.append([req(inbox, 3)])).map((r) => [r.status, r.status !== 'full' && r.seq]),
+        [['stored', 3]],
+      );
+      assert.deepEqual(unhandled.seen, []);
+    } finally {
+      unhandled.stop();
+      await store.close();
+    }
+  });
 });
 
 describe('RedisInboxStore on a Redis Cluster', () => {
