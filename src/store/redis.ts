@@ -116,6 +116,8 @@ interface UserBatch {
   user: string;
   ops: UserOp[];
   bytes: number;
+  /** Once handed to sendUserBatchInOrder: settles when its ops are settled. */
+  settled?: Promise<void>;
 }
 
 interface GroupBatch {
@@ -144,6 +146,8 @@ export class RedisInboxStore implements InboxStore {
    * batch is not answered: the user's next batch waits for it (see sendUserBatchInOrder).
    */
   private readonly userTail = new Map<string, Promise<Error | null>>();
+  /** Per user, the batch waiting for that answer (not sent yet): later ticks' writes join it. */
+  private readonly userWaiting = new Map<string, UserBatch>();
   /** Index writes that failed, newest generation per user: sent again before the next sweep step. */
   private readonly unsynced = new Map<string, { gen: number; due: string }>();
   private readonly scripts: Scripts;
@@ -410,7 +414,7 @@ export class RedisInboxStore implements InboxStore {
     for (const batch of batches) {
       applied.push(
         batch.kind === 'user'
-          ? this.sendUserBatchInOrder(batch.user, batch.ops)
+          ? this.sendUserBatchInOrder(batch)
           : this.sendGroupBatch(batch.group, batch.ops),
       );
       ops += batch.ops.length;
@@ -426,21 +430,38 @@ export class RedisInboxStore implements InboxStore {
    * SENDs that followed it, and the router fails the appends queued behind a failed one (the sender's own
    * copies) so that none overtakes the re-send. Pipelined batches would break that: during a failover
    * or a reconnect an earlier script call can fail (its server went away) while a later one, sent after
-   * the client found the new master, succeeds. Waiting costs one round trip per batch of a user, and a
-   * batch behind a failed one fails with the same error without being sent.
+   * the client found the new master, succeeds. So a user has one call out at a time: what later ticks
+   * write meanwhile joins the one waiting call (still one script call per round trip), and a call behind
+   * a failed one fails with the same error without being sent.
    */
-  private sendUserBatchInOrder(user: string, ops: UserOp[]): Promise<void> {
+  private sendUserBatchInOrder(batch: UserBatch): Promise<void> {
+    const { user, ops } = batch;
+    const waiting = this.userWaiting.get(user);
+    if (
+      waiting?.settled !== undefined &&
+      waiting.ops.length + ops.length <= MAX_BATCH_OPS &&
+      waiting.bytes + batch.bytes <= MAX_BATCH_BYTES
+    ) {
+      // Not sent yet: this tick's writes go in the same call, after the ones already there.
+      for (const op of ops) waiting.ops.push(op);
+      waiting.bytes += batch.bytes;
+      return waiting.settled;
+    }
     const before = this.userTail.get(user);
-    const outcome =
-      before === undefined
-        ? this.sendUserBatch(user, ops)
-        : before.then((failure) =>
-            failure === null ? this.sendUserBatch(user, ops) : failOps(ops, failure),
-          );
+    let outcome: Promise<Error | null>;
+    if (before === undefined) outcome = this.sendUserBatch(user, ops);
+    else {
+      this.userWaiting.set(user, batch);
+      outcome = before.then((failure) => {
+        if (this.userWaiting.get(user) === batch) this.userWaiting.delete(user);
+        return failure === null ? this.sendUserBatch(user, batch.ops) : failOps(batch.ops, failure);
+      });
+    }
     this.userTail.set(user, outcome);
     const settled = outcome.then(() => {
       if (this.userTail.get(user) === outcome) this.userTail.delete(user);
     });
+    batch.settled = settled;
     track(this.writes, settled);
     return settled;
   }

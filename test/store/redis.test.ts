@@ -130,6 +130,34 @@ describe('RedisInboxStore on one Redis', () => {
     });
   });
 
+  it('has one script call out per inbox: what later ticks write meanwhile goes in the next call, in order', async () => {
+    const store = await open();
+    const inbox = fresh('wait');
+    await store.append([req(inbox, 1)]);
+    const before = await scriptCalls(redis.port);
+    const pending = [];
+    process.kill(redis.pid, 'SIGSTOP');
+    try {
+      pending.push(store.append([req(inbox, 2)])); // sent; answered once Redis resumes
+      for (let id = 3; id <= 5; id++) {
+        await new Promise((resolve) => setImmediate(resolve));
+        pending.push(store.append([req(inbox, id)])); // three more ticks: wait for that answer
+      }
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    const results = await Promise.all(pending);
+    assert.equal(
+      (await scriptCalls(redis.port)) - before,
+      2,
+      'the first call, then the other three together',
+    );
+    assert.deepEqual(
+      results.map(([r]) => r?.status === 'stored' && r.seq),
+      [2, 3, 4, 5],
+    );
+  });
+
   it('keeps binary payloads and ids of any characters, braces included', async () => {
     const store = await open();
     const payload = Uint8Array.from({ length: 256 }, (_, i) => i);
