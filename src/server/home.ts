@@ -10,12 +10,13 @@
 
 import type { Fleet, FleetNotice } from '../cluster/fleet.js';
 import { encodeFrame } from '../protocol/index.js';
-import type {
-  AppendRequest,
-  AppendResult,
-  DeviceState,
-  InboxStore,
-  StoredMessage,
+import {
+  type AppendRequest,
+  type AppendResult,
+  type DeviceState,
+  type InboxStore,
+  type StoredMessage,
+  StoreUnavailableError,
 } from '../store/inbox-store.js';
 import { GroupFanout, type GroupMessage, type GroupOutcome } from './groups.js';
 
@@ -78,6 +79,16 @@ export interface WorkerSink {
 const RECEIPT_PAGE = 512;
 
 /**
+ * After an append from a device to an inbox fails, how long this home refuses that device's later
+ * appends to that inbox (those with a greater clientMsgId) unless the failed one comes again first.
+ * The sender's session stops later SENDs itself once it hears of the failure (its send barrier), but
+ * appends it issued meanwhile may reach this home after the failure — from another worker, over the
+ * bus — and must not be stored ahead of the failed one's re-send. A few seconds covers that transit
+ * many times over and then lets go, so a message that is never re-sent blocks nothing for long.
+ */
+const FAILED_APPEND_GUARD_MS = 5_000;
+
+/**
  * The home of the users (and groups) of the shards a worker owns: their InboxStore, session directory,
  * presence and watchers, and the group fan-out.
  */
@@ -96,6 +107,8 @@ export class Home implements Homes {
   private routes: Homes = this;
   /** The other nodes of a fleet on Redis (null on one machine). */
   private fleet: Fleet | null = null;
+  /** inbox, sender and device → the lowest clientMsgId that failed, and until when (FAILED_APPEND_GUARD_MS). */
+  private readonly failedAppends = new Map<string, { clientMsgId: number; until: number }>();
 
   constructor(
     readonly store: InboxStore,
@@ -218,8 +231,47 @@ export class Home implements Homes {
   // ------------------------------------------------------------ inboxes
 
   append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
+    if (this.failedAppends.size > 0) {
+      const refused = this.refusedAfterFailure(requests);
+      if (refused !== null) return Promise.reject(refused);
+    }
     // A continuation, not async/await: twice per direct message (see Router.sendDirect).
-    return this.store.append(requests).then((results) => this.announceStored(requests, results));
+    return this.store.append(requests).then(
+      (results) => this.announceStored(requests, results),
+      (err: unknown) => {
+        this.rememberFailure(requests);
+        throw err;
+      },
+    );
+  }
+
+  private rememberFailure(requests: readonly AppendRequest[]): void {
+    const until = this.clock() + FAILED_APPEND_GUARD_MS;
+    for (const r of requests) {
+      const key = failureKey(r);
+      const known = this.failedAppends.get(key);
+      if (known === undefined || r.clientMsgId < known.clientMsgId) {
+        this.failedAppends.set(key, { clientMsgId: r.clientMsgId, until });
+      } else known.until = until;
+    }
+  }
+
+  /** Why these appends may not be stored now (see FAILED_APPEND_GUARD_MS), or null. */
+  private refusedAfterFailure(requests: readonly AppendRequest[]): StoreUnavailableError | null {
+    const now = this.clock();
+    for (const r of requests) {
+      const key = failureKey(r);
+      const failed = this.failedAppends.get(key);
+      if (failed === undefined) continue;
+      if (now > failed.until || r.clientMsgId <= failed.clientMsgId) {
+        this.failedAppends.delete(key); // expired, or the failed one (or an earlier one) comes again
+        continue;
+      }
+      return new StoreUnavailableError(
+        `message ${failed.clientMsgId} from ${r.from}/${r.fromDevice} to ${r.inbox} failed; it must be stored first`,
+      );
+    }
+    return null;
   }
 
   /** Tells the sessions' workers (and the fleet) about each copy that was newly stored. */
@@ -380,4 +432,9 @@ interface DirectoryEntry {
 /** The workers holding a user's sessions, each once (the callers take the one-session case first). */
 function workersOf(entries: readonly DirectoryEntry[]): number[] {
   return [...new Set(entries.map((e) => e.worker))];
+}
+
+/** The failedAppends key of an append: its inbox, sender and sender's device. */
+function failureKey(r: AppendRequest): string {
+  return JSON.stringify([r.inbox, r.from, r.fromDevice]);
 }
