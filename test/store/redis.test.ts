@@ -45,6 +45,11 @@ async function rejectsPromptly(what: string, call: () => Promise<unknown>, withi
   assert.ok(took < withinMs, `${what} took ${took} ms to reject`);
 }
 
+/** Appends message `id` to `inbox` alone: the [status, seq] of its answer. */
+async function appendOne(store: InboxStore, inbox: string, id: number): Promise<[string, number | false][]> {
+  return (await store.append([req(inbox, id)])).map((r) => [r.status, r.status !== 'full' && r.seq]);
+}
+
 /** Counts the script calls (EVAL and EVALSHA) a server has run. */
 async function scriptCalls(port: number): Promise<number> {
   const [stats] = (await admin(port, [['info', 'commandstats']])) as [string];
@@ -350,10 +355,7 @@ describe('RedisInboxStore while Redis hangs', () => {
         process.kill(redis.pid, 'SIGCONT');
       }
       // The same message again, as a client re-sends it: it was stored after all, so only once.
-      assert.deepEqual(
-        (await store.append([req(inbox, 2)])).map((r) => [r.status, r.status !== 'full' && r.seq]),
-        [['duplicate', 2]],
-      );
+      assert.deepEqual(await appendOne(store, inbox, 2), [['duplicate', 2]]);
       assert.deepEqual(
         (await store.read(inbox, 0, 10)).map((m) => m.clientMsgId),
         [1, 2],
@@ -385,14 +387,8 @@ describe('RedisInboxStore while Redis hangs', () => {
       }
       // The second ran after all (its reply was late); the third was never sent, so a re-send of the
       // second and then the third keeps their order.
-      assert.deepEqual(
-        (await store.append([req(inbox, 2)])).map((r) => [r.status, r.status !== 'full' && r.seq]),
-        [['duplicate', 2]],
-      );
-      assert.deepEqual(
-        (await store.append([req(inbox, 3)])).map((r) => [r.status, r.status !== 'full' && r.seq]),
-        [['stored', 3]],
-      );
+      assert.deepEqual(await appendOne(store, inbox, 2), [['duplicate', 2]]);
+      assert.deepEqual(await appendOne(store, inbox, 3), [['stored', 3]]);
       assert.deepEqual(unhandled.seen, []);
     } finally {
       unhandled.stop();
