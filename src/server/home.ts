@@ -109,6 +109,8 @@ export class Home implements Homes {
   private fleet: Fleet | null = null;
   /** inbox, sender and device → the lowest clientMsgId that failed, and until when (FAILED_APPEND_GUARD_MS). */
   private readonly failedAppends = new Map<string, { clientMsgId: number; until: number }>();
+  /** The latest `until` in failedAppends: past it every entry has expired and the map is emptied. */
+  private failedUntil = 0;
 
   constructor(
     readonly store: InboxStore,
@@ -247,6 +249,7 @@ export class Home implements Homes {
 
   private rememberFailure(requests: readonly AppendRequest[]): void {
     const until = this.clock() + FAILED_APPEND_GUARD_MS;
+    this.failedUntil = until;
     for (const r of requests) {
       const key = failureKey(r);
       const known = this.failedAppends.get(key);
@@ -259,6 +262,11 @@ export class Home implements Homes {
   /** Why these appends may not be stored now (see FAILED_APPEND_GUARD_MS), or null. */
   private refusedAfterFailure(requests: readonly AppendRequest[]): StoreUnavailableError | null {
     const now = this.clock();
+    if (now > this.failedUntil) {
+      // All expired: an empty map again, so appends stop paying for the lookup (and nothing is kept).
+      this.failedAppends.clear();
+      return null;
+    }
     for (const r of requests) {
       const key = failureKey(r);
       const failed = this.failedAppends.get(key);
