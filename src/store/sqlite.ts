@@ -639,9 +639,10 @@ class Shard {
           complete = through === upper;
         }
         let bytes = 0;
-        for (const id of ids) {
-          bytes += s.payloadSize.get(Math.abs(id)) as number;
-          s.tombstone.run(Math.abs(id));
+        for (const liveRowId of ids) {
+          const id = Math.abs(liveRowId);
+          bytes += s.payloadSize.get(id) as number;
+          s.tombstone.run(id);
         }
         s.inboxPurged.run(ids.length, bytes, through, user);
         this.staged.dropUsers.push(user);
