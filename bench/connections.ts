@@ -19,13 +19,13 @@
  *
  * Progress goes to stderr; the summary table (or, with --json, one JSON object) to stdout.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { openFileLimit } from '../src/server/fd-limit.js';
 import type { ChildMessage, GeneratorConfig, GeneratorStats, ParentMessage } from './generator/messages.js';
-import { onGeneratorExit } from './lib/child-exit.js';
+import { forkGenerator, generatorExit } from './lib/child-exit.js';
 import { intFlag } from './lib/flags.js';
 import { measuredServerRoots, settledTreeRss, totalRss, treeRss } from './lib/proc.js';
 import { bytes, int, round, ThrottledProgress } from './lib/report.js';
@@ -269,22 +269,12 @@ class GeneratorProcess {
   readonly exit: Promise<void>;
 
   constructor(readonly config: GeneratorConfig) {
-    // No inherited node flags (a test runner's, a profiler's); stdout stays the parent's own (--json).
-    this.child = fork(WORKER, [], { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    this.child = forkGenerator(WORKER);
     if (this.child.pid === undefined) throw new Error('could not start a generator process');
     this.pid = this.child.pid;
-    this.exit = new Promise((resolve) => {
-      onGeneratorExit(
-        this.child,
-        () => this.done !== null,
-        (code, signal) => {
-          this.exited = true;
-          if (this.done === null && this.error === null) {
-            this.error = `generator ${this.pid} exited (${signal ?? `code ${code}`}) before its report`;
-          }
-          resolve();
-        },
-      );
+    this.exit = generatorExit(this.child, () => this.done !== null).then((failure) => {
+      this.exited = true;
+      if (failure !== null) this.error ??= failure;
     });
     this.child.on('error', (err) => {
       this.error ??= `generator ${this.pid}: ${err.message}`;

@@ -19,12 +19,12 @@
  * Server CPU is that of the process tree listening on the target port (found as bench/lib/proc.ts does,
  * or given with --server-pid), over the measured window.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseTarget } from './connections.js';
-import { onGeneratorExit } from './lib/child-exit.js';
+import { forkGenerator, generatorExit } from './lib/child-exit.js';
 import { intFlag, windowFlag } from './lib/flags.js';
 import {
   addEncoded,
@@ -194,19 +194,10 @@ class WorkerProcess {
   readonly exit: Promise<void>;
 
   constructor() {
-    this.child = fork(WORKER, [], { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    this.exit = new Promise((resolve) => {
-      onGeneratorExit(
-        this.child,
-        () => this.result !== null,
-        (code, signal) => {
-          this.exited = true;
-          if (this.result === null && this.error === null) {
-            this.error = `generator ${this.child.pid} exited (${signal ?? `code ${code}`}) before its report`;
-          }
-          resolve();
-        },
-      );
+    this.child = forkGenerator(WORKER);
+    this.exit = generatorExit(this.child, () => this.result !== null).then((failure) => {
+      this.exited = true;
+      if (failure !== null) this.error ??= failure;
     });
     this.child.on('error', (err) => {
       this.error ??= `generator: ${err.message}`;
