@@ -283,17 +283,19 @@ class StagedChanges {
   readonly addUsers: string[] = [];
   readonly addSeqs: number[] = [];
   readonly addIds: number[] = [];
-  readonly dropUsers: string[] = [];
-  /** Per entry of dropUsers: a seq to remove through, or -seq - 1 to remove that one seq. */
-  readonly dropSeqs: number[] = [];
+  /** Acknowledged: each user's messages through a seq. */
+  readonly purgedUsers: string[] = [];
+  readonly purgedThrough: number[] = [];
+  /** Expired: one message each. */
+  readonly expiredUsers: string[] = [];
+  readonly expiredSeqs: number[] = [];
 
   applyTo(index: LiveIndex): void {
     // Removals first: they concern committed seqs, below every seq this batch added.
-    for (let i = 0; i < this.dropUsers.length; i++) {
-      const seq = this.dropSeqs[i]!;
-      if (seq >= 0) index.removeThrough(this.dropUsers[i]!, seq);
-      else index.remove(this.dropUsers[i]!, -seq - 1);
-    }
+    for (let i = 0; i < this.purgedUsers.length; i++)
+      index.removeThrough(this.purgedUsers[i]!, this.purgedThrough[i]!);
+    for (let i = 0; i < this.expiredUsers.length; i++)
+      index.remove(this.expiredUsers[i]!, this.expiredSeqs[i]!);
     for (let i = 0; i < this.addUsers.length; i++)
       index.add(this.addUsers[i]!, this.addSeqs[i]!, this.addIds[i]!);
     this.clear();
@@ -303,8 +305,10 @@ class StagedChanges {
     this.addUsers.length = 0;
     this.addSeqs.length = 0;
     this.addIds.length = 0;
-    this.dropUsers.length = 0;
-    this.dropSeqs.length = 0;
+    this.purgedUsers.length = 0;
+    this.purgedThrough.length = 0;
+    this.expiredUsers.length = 0;
+    this.expiredSeqs.length = 0;
   }
 }
 
@@ -584,8 +588,8 @@ class Shard {
       for (const row of expired) {
         s.deleteMessage.run(row.id);
         if (row.size === null) continue; // a tombstone: its message was already removed
-        this.staged.dropUsers.push(row.user);
-        this.staged.dropSeqs.push(-row.seq - 1);
+        this.staged.expiredUsers.push(row.user);
+        this.staged.expiredSeqs.push(row.seq);
         const acc = shrink.get(row.user);
         if (acc) {
           acc.count++;
@@ -645,8 +649,8 @@ class Shard {
           s.tombstone.run(id);
         }
         s.inboxPurged.run(ids.length, bytes, through, user);
-        this.staged.dropUsers.push(user);
-        this.staged.dropSeqs.push(through);
+        this.staged.purgedUsers.push(user);
+        this.staged.purgedThrough.push(through);
         removed = ids.length;
       }
     }
