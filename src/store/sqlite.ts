@@ -220,10 +220,12 @@ interface InboxState {
   dirty: boolean;
 }
 
+/** One append() call: settled by the store's flush, in call order, once its shards have committed. */
 interface AppendCall {
   results: AppendResult[];
   left: number;
-  failed: boolean;
+  /** Why one of its shards' commits failed (the call is rejected with it), or null. */
+  error: Error | null;
   resolve: (results: AppendResult[]) => void;
   reject: (err: Error) => void;
 }
@@ -354,7 +356,8 @@ class Shard {
   }
 
   /**
-   * Commits the queued ops in one transaction, then settles their promises (all rejected on failure).
+   * Commits the queued ops in one transaction, then settles their promises (all rejected on failure);
+   * an append's result is recorded in its call, which the store settles after every shard's commit.
    * Returns how many ops it carried.
    */
   commit(): number {
@@ -371,10 +374,7 @@ class Shard {
       const e = unavailable(err);
       for (const op of ops) {
         if (op.kind !== 'append') op.reject(e);
-        else if (!op.call.failed) {
-          op.call.failed = true;
-          op.call.reject(e);
-        }
+        else op.call.error ??= e;
       }
       return ops.length;
     }
@@ -382,7 +382,7 @@ class Shard {
       if (op.kind === 'append') {
         const call = op.call;
         call.results[op.index] = op.result!;
-        if (--call.left === 0 && !call.failed) call.resolve(call.results);
+        call.left--;
       } else if (op.kind === 'open') op.resolve(op.result!);
       else op.resolve();
     }
@@ -760,6 +760,8 @@ export class SqliteInboxStore implements InboxStore {
   private readonly byIndex: (Shard | undefined)[];
   private readonly list: Shard[];
   private readonly dirty: Shard[] = [];
+  /** Append calls not yet settled, in call order. */
+  private calls: AppendCall[] = [];
   private readonly turn = new OncePerTurn(() => this.flush());
   private closed = false;
   private purgeCursor = 0;
@@ -859,10 +861,11 @@ export class SqliteInboxStore implements InboxStore {
       const call: AppendCall = {
         results: new Array<AppendResult>(n),
         left: n,
-        failed: false,
+        error: null,
         resolve,
         reject,
       };
+      this.calls.push(call);
       for (let i = 0; i < n; i++) {
         this.enqueue(shards[i]!, { kind: 'append', req: requests[i]!, call, index: i, result: null });
       }
@@ -1059,6 +1062,23 @@ export class SqliteInboxStore implements InboxStore {
     const started = observer === null ? 0 : performance.now();
     let ops = 0;
     for (const shard of shards) ops += shard.commit();
+    this.settleCalls();
     observer?.((performance.now() - started) / 1000, ops);
+  }
+
+  /**
+   * Settles the append calls whose shards have all committed, in the order they were made. A call's
+   * copies may sit in several shards, so settling each call as its last shard commits would answer a
+   * later call before an earlier one that shares an inbox with it, and announce that inbox's seqs out of
+   * order (a session then reads back from the store what it could have been handed live).
+   */
+  private settleCalls(): void {
+    const calls = this.calls;
+    this.calls = [];
+    for (const call of calls) {
+      if (call.error !== null) call.reject(call.error);
+      else if (call.left === 0) call.resolve(call.results);
+      else this.calls.push(call); // its ops were queued after this flush began (none are today)
+    }
   }
 }

@@ -368,6 +368,39 @@ describe('SqliteInboxStore', () => {
     }
   });
 
+  it('settles append calls in the order they were made, whichever shards their copies are in', async () => {
+    // Call A has a copy in shard 0 and one in shard 1; call B, made after it, one in shard 0. Shard 0
+    // commits first (its op came first): settled per shard, B would be answered before A, and the home
+    // would announce inbox x's seq 2 before its seq 1.
+    const store = await SqliteInboxStore.open({
+      dir,
+      shardCount: 2,
+      durability: 'normal',
+      caps: DEFAULT_CAPS,
+    });
+    try {
+      const x = userIn(0, 2);
+      const y = userIn(1, 2);
+      const settled: string[] = [];
+      const a = store.append([message(x, 1), message(y, 2)]).then((r) => {
+        settled.push('A');
+        return r;
+      });
+      const b = store.append([message(x, 3)]).then((r) => {
+        settled.push('B');
+        return r;
+      });
+      const [ra, rb] = await Promise.all([a, b]);
+      assert.deepEqual(settled, ['A', 'B']);
+      assert.deepEqual(
+        [ra[0], rb[0]].map((r) => r?.status === 'stored' && r.seq),
+        [1, 2],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
   it('refuses a shard file with a newer schema version', async () => {
     await (await openOneShard(dir)).close();
     const db = new Database(join(dir, shardFileName(0)));
