@@ -157,13 +157,14 @@ export class ClusterHomes implements Homes, BusHandler {
   }
 
   append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
-    if (requests.length === 1) {
-      // Every direct message comes this way, twice: straight to the home, no argument list to unpack.
-      const w = this.homeOf(requests[0]!.inbox);
-      if (w === this.me) return this.local().append(requests);
-      return this.bus.request(w, 'append', [requests]) as Promise<AppendResult[]>;
-    }
-    return this.appendSpread(requests);
+    const n = requests.length;
+    if (n === 0) return Promise.resolve([]);
+    // Every direct message comes this way (its recipient copy alone, its own copy with others batched by
+    // the router): straight to the home when every copy has the same one, with one worker always.
+    const w = this.homeOf(requests[0]!.inbox);
+    for (let i = 1; i < n; i++) if (this.homeOf(requests[i]!.inbox) !== w) return this.appendSpread(requests);
+    if (w === this.me) return this.local().append(requests);
+    return this.bus.request(w, 'append', [requests]) as Promise<AppendResult[]>;
   }
 
   /** Requests grouped by home worker, one bus request each; results back in request order. */

@@ -5,9 +5,19 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { encodeFrame, errorName } from '../../src/protocol/index.js';
+import { type AcceptedFrame, type DeliverFrame, encodeFrame, errorName } from '../../src/protocol/index.js';
 import { startServer } from '../helpers/server-process.js';
-import { closeAll, connect, portOf, session, sleep, TRANSPORT, text, type WireClient } from './harness.js';
+import {
+  bytes,
+  closeAll,
+  connect,
+  portOf,
+  session,
+  sleep,
+  TRANSPORT,
+  text,
+  type WireClient,
+} from './harness.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
@@ -293,6 +303,45 @@ describe('inbox cap (--inbox-max-messages 5)', () => {
     assert.equal((await a.waitFor('PONG')).nonce, 8);
     const { welcome } = await open('cap1-ben', 'phone');
     assert.equal(welcome.lastSeq, 5, 'the refused SEND was stored');
+  });
+
+  it('SENDs arriving together, one to a full inbox: that one gets INBOX_FULL, the others ACCEPTED', async () => {
+    const { client: f } = await open('cap3-fay', 'phone');
+    for (let id = 1; id <= 5; id++) f.sendText(id, 'cap3-full', `fill ${id}`);
+    for (let id = 1; id <= 5; id++) await f.waitAccepted(id);
+    // One write, so the server reads them together and appends their recipient copies in one call.
+    const { client: a } = await open('cap3-amy', 'phone');
+    const frames = [
+      encodeFrame({ type: 'SEND', flags: 0, clientMsgId: 1, to: 'cap3-ben', payload: bytes('first') }),
+      encodeFrame({ type: 'SEND', flags: 0, clientMsgId: 2, to: 'cap3-full', payload: bytes('refused') }),
+      encodeFrame({ type: 'SEND', flags: 0, clientMsgId: 3, to: 'cap3-ben', payload: bytes('third') }),
+    ];
+    a.sendRaw(Buffer.concat(frames));
+    const answers = await a.collect((fr) => fr.type === 'ACCEPTED' || fr.type === 'ERROR', 3);
+    assert.deepEqual(
+      answers.map((fr) =>
+        fr.type === 'ERROR'
+          ? `${errorName(fr.code)} ${fr.ref}`
+          : `ACCEPTED ${(fr as AcceptedFrame).clientMsgId}`,
+      ),
+      ['ACCEPTED 1', 'INBOX_FULL 2', 'ACCEPTED 3'],
+      'answers in SEND order, each its own',
+    );
+    const { client: b } = await open('cap3-ben', 'phone');
+    const got = (await b.collect('DELIVER', 2)) as DeliverFrame[];
+    assert.deepEqual(
+      got.map((m) => [m.seq, m.clientMsgId]),
+      [
+        [1, 1],
+        [2, 3],
+      ],
+    );
+    const own = (await a.collect('DELIVER', 2)) as DeliverFrame[];
+    assert.deepEqual(
+      own.map((m) => m.clientMsgId),
+      [1, 3],
+      'own copies of the accepted two only, in SEND order',
+    );
   });
 
   it("a full own inbox skips the sender's own copy and never fails the SEND", async () => {
