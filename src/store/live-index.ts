@@ -51,23 +51,26 @@ export class LiveIndex {
   }
 
   /**
-   * The live messages of `user` with afterSeq < seq ≤ upToSeq, in seq order, at most `limit`:
-   * their seqs and row ids, into the two arrays given (cleared first).
+   * The live messages of `user` with afterSeq < seq ≤ upToSeq, in seq order, at most `limit`: their
+   * seqs and row ids, written to the first places of the two arrays given. Returns how many.
    */
-  range(user: string, afterSeq: number, upToSeq: number, limit: number, seqs: number[], ids: number[]): void {
-    seqs.length = 0;
-    ids.length = 0;
+  range(user: string, afterSeq: number, upToSeq: number, limit: number, seqs: number[], ids: number[]): number {
+    // Written by index and never truncated: `length = 0` would drop the arrays' storage, and every call
+    // would grow it again (several reallocations per call, on every read and receipt lookup).
     const inbox = this.inboxes.get(user);
-    if (inbox === undefined || limit <= 0) return;
+    if (inbox === undefined || limit <= 0) return 0;
     const { first, head, ids: all } = inbox;
     const from = head + Math.max(0, Math.floor(afterSeq) + 1 - first);
     const to = Math.min(all.length, head + Math.floor(upToSeq) + 1 - first);
-    for (let i = from; i < to && ids.length < limit; i++) {
+    let n = 0;
+    for (let i = from; i < to && n < limit; i++) {
       const id = all[i]!;
       if (id === 0) continue;
-      seqs.push(first + i - head);
-      ids.push(id);
+      seqs[n] = first + i - head;
+      ids[n] = id;
+      n++;
     }
+    return n;
   }
 
   /** Removes `user`'s entries with seq ≤ throughSeq (acknowledged, now tombstones). */

@@ -500,8 +500,7 @@ class Shard {
 
   read(user: string, afterSeq: number, limit: number): StoredMessage[] {
     const { seqs, ids } = this;
-    this.live.range(user, afterSeq, Number.POSITIVE_INFINITY, limit, seqs, ids);
-    const n = ids.length;
+    const n = this.live.range(user, afterSeq, Number.POSITIVE_INFINITY, limit, seqs, ids);
     if (n === 0) return [];
     const firstId = Math.abs(ids[0]!);
     const lastId = Math.abs(ids[n - 1]!);
@@ -543,8 +542,8 @@ class Shard {
     const found: ReceiptSource[] = [];
     let after = afterSeq;
     for (;;) {
-      this.live.range(user, after, upToSeq, RANGE_CHUNK, seqs, ids);
-      for (let i = 0; i < ids.length; i++) {
+      const n = this.live.range(user, after, upToSeq, RANGE_CHUNK, seqs, ids);
+      for (let i = 0; i < n; i++) {
         const id = ids[i]!;
         if (id < 0) continue; // an own copy, a group message or a note to self
         const row = this.s.receiptRow.get(id) as [number, string, string, number] | undefined;
@@ -552,8 +551,8 @@ class Shard {
         found.push({ seq: row[0], from: row[1], fromDevice: row[2], clientMsgId: row[3] });
         if (found.length >= limit) return found;
       }
-      if (ids.length < RANGE_CHUNK) return found;
-      after = seqs[ids.length - 1]!;
+      if (n < RANGE_CHUNK) return found;
+      after = seqs[n - 1]!;
     }
   }
 
@@ -636,22 +635,22 @@ class Shard {
         // The live messages in (purged_through, upper], as the index had them when this transaction
         // began (its own staged removals are below purged_through, which this transaction advanced).
         const { seqs, ids } = this;
-        this.live.range(user, inbox.purgedThrough, upper, room, seqs, ids);
+        const n = this.live.range(user, inbox.purgedThrough, upper, room, seqs, ids);
         let through = upper;
-        if (ids.length === room) {
-          through = seqs[ids.length - 1]!;
+        if (n === room) {
+          through = seqs[n - 1]!;
           complete = through === upper;
         }
         let bytes = 0;
-        for (const liveRowId of ids) {
-          const id = Math.abs(liveRowId);
+        for (let i = 0; i < n; i++) {
+          const id = Math.abs(ids[i]!);
           bytes += s.payloadSize.get(id) as number;
           s.tombstone.run(id);
         }
-        s.inboxPurged.run(ids.length, bytes, through, user);
+        s.inboxPurged.run(n, bytes, through, user);
         this.staged.purgedUsers.push(user);
         this.staged.purgedThrough.push(through);
-        removed = ids.length;
+        removed = n;
       }
     }
     if (complete) s.clearPending.run(user);
