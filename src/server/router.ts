@@ -24,6 +24,10 @@ export interface RoutedSession {
   offer(seq: number, deliverBytes: Uint8Array): void;
   /** An ephemeral DELIVER (seq 0) for this session. */
   offerEphemeral(deliverBytes: Uint8Array): void;
+  /** The ACCEPTED answering the direct SEND that Router.sendDirect was given `token` with. */
+  directAccepted(token: unknown, accepted: AcceptedFrame): void;
+  /** That SEND failed: an SbpError (INBOX_FULL, STORE_UNAVAILABLE) or a store failure. */
+  directRefused(token: unknown, ref: number, err: unknown): void;
   /** Another session of the same (user, device) has taken over. */
   replaced(): void;
   /** The user's home restarted: register there again and catch up on what was stored meanwhile. */
@@ -54,8 +58,8 @@ interface DirectSend {
   ready: boolean;
   /** Queued behind a failed one: fails instead of storing its own copy. */
   doomed: boolean;
-  resolve: (accepted: AcceptedFrame) => void;
-  reject: (err: unknown) => void;
+  /** The sender's handle for its answer (RoutedSession.directAccepted / directRefused). */
+  readonly token: unknown;
 }
 
 /** The append request of one copy of a direct SEND (a literal, not a spread: two per message). */
@@ -223,25 +227,24 @@ export class Router {
 
   // ------------------------------------------------------------ sending
 
-  /** Stores a durable direct SEND in both inboxes; resolves with the ACCEPTED to answer, or throws SbpError. */
-  sendDirect(sender: RoutedSession, frame: SendFrame): Promise<AcceptedFrame> {
-    // One record and one promise per SEND; its two appends go out batched (AppendBatcher) and answer it
-    // through the router's methods, not closures: this runs for every durable SEND.
-    return new Promise<AcceptedFrame>((resolve, reject) => {
-      const send: DirectSend = {
-        sender,
-        frame,
-        timestamp: -1,
-        duplicate: false,
-        request: null,
-        ready: false,
-        doomed: false,
-        resolve,
-        reject,
-      };
-      this.enqueueOwnCopy(send);
-      this.recipientCopies.add(copyOf(sender, frame, frame.to, this.clock()), send);
-    });
+  /**
+   * Stores a durable direct SEND in both inboxes, then answers the sender with `token`: directAccepted
+   * with the ACCEPTED, or directRefused (INBOX_FULL, STORE_UNAVAILABLE). No promise per SEND: its two
+   * appends go out batched (AppendBatcher) and come back to the router's methods, not to closures.
+   */
+  sendDirect(sender: RoutedSession, frame: SendFrame, token: unknown): void {
+    const send: DirectSend = {
+      sender,
+      frame,
+      timestamp: -1,
+      duplicate: false,
+      request: null,
+      ready: false,
+      doomed: false,
+      token,
+    };
+    this.enqueueOwnCopy(send);
+    this.recipientCopies.add(copyOf(sender, frame, frame.to, this.clock()), send);
   }
 
   private recipientCopiesSettled(sends: DirectSend[], results: AppendResult[]): void {
@@ -250,9 +253,8 @@ export class Router {
       const result = results[i]!;
       if (result.status === 'full') {
         this.markReady(send);
-        send.reject(
-          new SbpError(ErrorCode.INBOX_FULL, `inbox of ${send.frame.to} is full`, send.frame.clientMsgId),
-        );
+        const ref = send.frame.clientMsgId;
+        this.refuse(send, new SbpError(ErrorCode.INBOX_FULL, `inbox of ${send.frame.to} is full`, ref));
         continue;
       }
       const { sender, frame } = send;
@@ -268,7 +270,7 @@ export class Router {
     for (const send of sends) {
       this.doomBehind(send.sender, send);
       this.markReady(send);
-      send.reject(err);
+      this.refuse(send, err);
     }
   }
 
@@ -279,17 +281,21 @@ export class Router {
     );
     for (const send of sends) {
       this.doomBehind(send.sender, null);
-      send.reject(err);
+      this.refuse(send, err);
     }
   }
 
   private accept(send: DirectSend): void {
-    send.resolve({
+    send.sender.directAccepted(send.token, {
       type: 'ACCEPTED',
       clientMsgId: send.frame.clientMsgId,
       flags: send.duplicate ? 1 : 0,
       timestamp: send.timestamp,
     });
+  }
+
+  private refuse(send: DirectSend, err: unknown): void {
+    send.sender.directRefused(send.token, send.frame.clientMsgId, err);
   }
 
   /**
@@ -375,7 +381,10 @@ export class Router {
       if (head.timestamp < 0) continue;
       if (head.request === null) this.accept(head);
       else if (head.doomed) {
-        head.reject(new SbpError(ErrorCode.STORE_UNAVAILABLE, 'an earlier message failed; send again', 0));
+        this.refuse(
+          head,
+          new SbpError(ErrorCode.STORE_UNAVAILABLE, 'an earlier message failed; send again', 0),
+        );
       } else {
         // Issued in order (batched); homes keep call order. A full own inbox is skipped, never an error.
         this.ownCopies.add(head.request, head);

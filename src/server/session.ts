@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import {
+  type AcceptedFrame,
   type AckFrame,
   type ClientFrame,
   type DecoderLimits,
@@ -440,20 +441,37 @@ export class Session implements ConnectionHandler, RoutedSession, TimerEntry {
     const group = frame.to.startsWith('#');
     const router = this.ctx.router;
     this.sending++;
-    (group ? router.sendGroup(this, frame) : router.sendDirect(this, frame)).then(
-      (accepted) => {
-        this.ctx.counters.messagesAccepted++;
-        this.sendSettled(slot, group, encodeFrame(accepted));
-      },
-      (err) => {
-        const e = storeError(err, ref);
-        if (e.code === ErrorCode.STORE_UNAVAILABLE) {
-          this.ctx.log.warn({ err: (err as Error)?.message, user: this.user }, 'append failed');
-          if (this.sendBarrier === 0 || ref < this.sendBarrier) this.sendBarrier = ref;
-        }
-        this.sendSettled(slot, group, errorFrame(e.code, ref, e.message));
-      },
+    if (!group) {
+      // Answered through directAccepted / directRefused: no promise per SEND on the busiest path.
+      router.sendDirect(this, frame, slot);
+      return;
+    }
+    router.sendGroup(this, frame).then(
+      (accepted) => this.sendAccepted(slot, true, accepted),
+      (err) => this.sendRefused(slot, true, ref, err),
     );
+  }
+
+  directAccepted(token: unknown, accepted: AcceptedFrame): void {
+    this.sendAccepted(token as AnswerSlot, false, accepted);
+  }
+
+  directRefused(token: unknown, ref: number, err: unknown): void {
+    this.sendRefused(token as AnswerSlot, false, ref, err);
+  }
+
+  private sendAccepted(slot: AnswerSlot, group: boolean, accepted: AcceptedFrame): void {
+    this.ctx.counters.messagesAccepted++;
+    this.sendSettled(slot, group, encodeFrame(accepted));
+  }
+
+  private sendRefused(slot: AnswerSlot, group: boolean, ref: number, err: unknown): void {
+    const e = storeError(err, ref);
+    if (e.code === ErrorCode.STORE_UNAVAILABLE) {
+      this.ctx.log.warn({ err: (err as Error)?.message, user: this.user }, 'append failed');
+      if (this.sendBarrier === 0 || ref < this.sendBarrier) this.sendBarrier = ref;
+    }
+    this.sendSettled(slot, group, errorFrame(e.code, ref, e.message));
   }
 
   private sendSettled(slot: AnswerSlot, group: boolean, answer: Uint8Array): void {
