@@ -531,6 +531,42 @@ export function encodeDeliver(m: Omit<DeliverFrame, 'type'>): Uint8Array {
   return w.finish();
 }
 
+/**
+ * The RECEIPTs one ACK owes one sender, as consecutive frames in one buffer: the same bytes as
+ * encodeFrame gives for each, concatenated. A server sends one per message its users acknowledge, in
+ * runs per sender (PROTOCOL.md section 6), and this spares a frame object, a buffer and a copy each.
+ */
+export function encodeReceipts(
+  by: string,
+  byDevice: string,
+  timestamp: number,
+  receipts: readonly { fromDevice: string; clientMsgId: number }[],
+): Uint8Array {
+  const byLength = strLength(by);
+  const byDeviceLength = strLength(byDevice);
+  const fixed = 2 + byLength + 2 + byDeviceLength + 2 + 8 + 8;
+  let size = 0;
+  const n = receipts.length;
+  const fromDeviceLengths = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const length = strLength(receipts[i]!.fromDevice);
+    fromDeviceLengths[i] = length;
+    size += 4 + 1 + fixed + length;
+  }
+  const w = new FrameWriter(size);
+  for (let i = 0; i < n; i++) {
+    const r = receipts[i]!;
+    w.u32(1 + fixed + fromDeviceLengths[i]!);
+    w.u8(FrameType.RECEIPT);
+    w.text(by, byLength);
+    w.text(byDevice, byDeviceLength);
+    w.text(r.fromDevice, fromDeviceLengths[i]!);
+    w.u64(r.clientMsgId);
+    w.u64(timestamp);
+  }
+  return w.finish();
+}
+
 function start(type: number, bodySize: number): FrameWriter {
   const w = new FrameWriter(4 + 1 + bodySize);
   w.u32(1 + bodySize);

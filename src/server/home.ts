@@ -9,12 +9,13 @@
  */
 
 import type { Fleet, FleetNotice } from '../cluster/fleet.js';
-import { encodeFrame } from '../protocol/index.js';
+import { encodeReceipts } from '../protocol/index.js';
 import {
   type AppendRequest,
   type AppendResult,
   type DeviceState,
   type InboxStore,
+  type ReceiptSource,
   type StoredMessage,
   StoreUnavailableError,
 } from '../store/inbox-store.js';
@@ -333,22 +334,14 @@ export class Home implements Homes {
       const page = await this.store.receiptSources(user, after, toSeq, RECEIPT_PAGE);
       if (page.length === 0) return;
       const now = this.clock();
-      const bySender = new Map<string, Uint8Array[]>();
+      const bySender = new Map<string, ReceiptSource[]>();
       for (const m of page) {
-        const frame = encodeFrame({
-          type: 'RECEIPT',
-          by: user,
-          byDevice: device,
-          fromDevice: m.fromDevice,
-          clientMsgId: m.clientMsgId,
-          timestamp: now,
-        });
         const list = bySender.get(m.from);
-        if (list) list.push(frame);
-        else bySender.set(m.from, [frame]);
+        if (list) list.push(m);
+        else bySender.set(m.from, [m]);
       }
-      for (const [sender, frames] of bySender) {
-        this.routes.ephemeral(sender, frames.length === 1 ? frames[0]! : Buffer.concat(frames), NO_SESSION);
+      for (const [sender, sources] of bySender) {
+        this.routes.ephemeral(sender, encodeReceipts(user, device, now, sources), NO_SESSION);
       }
       if (page.length < RECEIPT_PAGE) return;
       after = page[page.length - 1]!.seq;

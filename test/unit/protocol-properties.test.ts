@@ -4,7 +4,8 @@
  * 2. arbitrary bytes only ever yield frames or SbpError, never another exception;
  * 3. truncated, corrupted and extended valid streams likewise, and what comes before the damage is intact;
  * 4. the memory bound: a header declaring more than the limit is rejected on the push that completes the
- *    header, and the bytes held for an unfinished frame never exceed the limit.
+ *    header, and the bytes held for an unfinished frame never exceed the limit;
+ * and the server's batch encoder of RECEIPTs writes what encodeFrame writes for each.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -14,6 +15,7 @@ import {
   type Direction,
   ErrorCode,
   encodeFrame,
+  encodeReceipts,
   type Frame,
   FrameDecoder,
   MAX_U64,
@@ -415,6 +417,25 @@ describe('SBP/1 properties', () => {
             frame: limit,
           });
           assertOnlySbpError(out.error);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('encodeReceipts gives the bytes of encodeFrame for each RECEIPT, concatenated', () => {
+    fc.assert(
+      fc.property(
+        strArb,
+        strArb,
+        u64Arb,
+        fc.array(fc.record({ fromDevice: strArb, clientMsgId: u64Arb }), { maxLength: 8 }),
+        (by, byDevice, timestamp, receipts) => {
+          const one = receipts.map((r) => encodeFrame({ type: 'RECEIPT', by, byDevice, timestamp, ...r }));
+          assert.deepEqual(
+            Buffer.from(encodeReceipts(by, byDevice, timestamp, receipts)),
+            Buffer.concat(one),
+          );
         },
       ),
       { numRuns: RUNS },
