@@ -54,7 +54,14 @@ export class LiveIndex {
    * The live messages of `user` with afterSeq < seq ≤ upToSeq, in seq order, at most `limit`: their
    * seqs and row ids, written to the first places of the two arrays given. Returns how many.
    */
-  range(user: string, afterSeq: number, upToSeq: number, limit: number, seqs: number[], ids: number[]): number {
+  range(
+    user: string,
+    afterSeq: number,
+    upToSeq: number,
+    limit: number,
+    seqs: number[],
+    ids: number[],
+  ): number {
     // Written by index and never truncated: `length = 0` would drop the arrays' storage, and every call
     // would grow it again (several reallocations per call, on every read and receipt lookup).
     const inbox = this.inboxes.get(user);
