@@ -58,25 +58,29 @@ interface Wire {
 
 export class SbpDriver implements Driver {
   readonly name: string;
-  /** Pre-encoded SEND per recipient and payload length: copied, clientMsgId and payload patched in. */
-  private readonly templates = new Map<string, Uint8Array>();
+  /**
+   * Per recipient and payload length, a SEND's bytes up to its payload (clientMsgId 1): copied, the
+   * clientMsgId patched in, the payload appended — the NATS driver's `PUB` head, SBP's way.
+   */
+  private readonly templates = new Map<string, Buffer>();
 
   constructor(readonly opts: SbpOptions) {
     this.name = opts.ephemeral ? 'SBP/1, ephemeral SEND' : 'SBP/1, durable SEND';
   }
 
-  /** A SEND to `to` with a payload of `length` bytes (clientMsgId 1, payload zeros), cached. */
-  template(to: string, length: number): Uint8Array {
+  /** The bytes before the payload of a SEND to `to` with a payload of `length` bytes, cached. */
+  template(to: string, length: number): Buffer {
     const key = `${length}:${to}`;
     let t = this.templates.get(key);
     if (t === undefined) {
-      t = encodeFrame({
+      const frame = encodeFrame({
         type: 'SEND',
         clientMsgId: 1,
         flags: this.opts.ephemeral ? FLAG_EPHEMERAL : 0,
         to,
         payload: new Uint8Array(length),
       });
+      t = Buffer.from(frame.subarray(0, frame.length - length));
       this.templates.set(key, t);
     }
     return t;
@@ -134,14 +138,14 @@ class SbpSession implements PeerConn {
 
   publish(to: string, payload: Uint8Array): void {
     const id = this.nextId++;
-    const template = this.driver.template(to, payload.length);
+    const head = this.driver.template(to, payload.length);
     // From Node's Buffer pool, as the MQTT and NATS drivers write theirs.
-    const bytes = Buffer.allocUnsafe(template.length);
-    bytes.set(template);
+    const bytes = Buffer.allocUnsafe(head.length + payload.length);
+    head.copy(bytes, 0);
     // Frame header (4 + 1 bytes), then the u64 clientMsgId; the payload ends the frame.
     bytes.writeUInt32BE(Math.floor(id / 0x1_0000_0000), 5);
     bytes.writeUInt32BE(id >>> 0, 9);
-    bytes.set(payload, bytes.length - payload.length);
+    bytes.set(payload, head.length);
     this.sent++;
     this.wire.write(bytes);
   }
