@@ -23,11 +23,20 @@ export class AppendBatcher<T> {
     private readonly settled: (items: T[], results: AppendResult[]) => void,
     /** The call failed (or could not be made): every item's outcome is unknown. */
     private readonly failed: (items: T[], err: unknown) => void,
+    /**
+     * False: one call per request, made at once — for a store that answers each call as its own writes
+     * return (InboxStore.settlesPerTick), where a call gathering many inboxes would wait for the slowest.
+     */
+    private readonly gather = true,
   ) {}
 
   add(request: AppendRequest, item: T): void {
     this.requests.push(request);
     this.items.push(item);
+    if (!this.gather) {
+      this.issue();
+      return;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     queueMicrotask(this.issue);

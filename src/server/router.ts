@@ -80,20 +80,13 @@ export class Router {
   private readonly sessionsBySid = new Map<number, RoutedSession>();
   /** Per sending session: its direct SENDs in flight, in SEND order (own copies are appended in it). */
   private readonly ownCopyQueues = new WeakMap<RoutedSession, DirectSend[]>();
-  /** Recipient copies of the SENDs of a turn (usually those read from one socket), in one call. */
-  private readonly recipientCopies = new AppendBatcher<DirectSend>(
-    (requests) => this.homes.append(requests),
-    (sends, results) => this.recipientCopiesSettled(sends, results),
-    (sends, err) => this.recipientCopiesFailed(sends, err),
-  );
-  /** Own copies whose turn has come in a turn (usually those of one store commit), in one call. */
-  private readonly ownCopies = new AppendBatcher<DirectSend>(
-    (requests) => this.homes.append(requests),
-    (sends) => {
-      for (const send of sends) this.accept(send);
-    },
-    (sends, err) => this.ownCopiesFailed(sends, err),
-  );
+  /**
+   * Recipient copies of the SENDs of a turn (usually those read from one socket), in one call; own
+   * copies whose turn has come in a turn (usually those of one store commit), in another. Gathered only
+   * for a store that answers a tick's appends together (InboxStore.settlesPerTick).
+   */
+  private readonly recipientCopies: AppendBatcher<DirectSend>;
+  private readonly ownCopies: AppendBatcher<DirectSend>;
   /** Watched user → this worker's watchers; the home knows only that this worker watches. */
   private readonly watched = new Map<string, Watched>();
   private nextSid = 1;
@@ -105,8 +98,26 @@ export class Router {
     /** This worker's index in the cluster (SessionRef.worker). */
     readonly worker: number,
     private readonly log: Logger,
+    /** The homes' store answers a tick's appends together: gather them into fewer calls. */
+    gatherAppends: boolean,
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    const append = (requests: readonly AppendRequest[]) => this.homes.append(requests);
+    this.recipientCopies = new AppendBatcher<DirectSend>(
+      append,
+      (sends, results) => this.recipientCopiesSettled(sends, results),
+      (sends, err) => this.recipientCopiesFailed(sends, err),
+      gatherAppends,
+    );
+    this.ownCopies = new AppendBatcher<DirectSend>(
+      append,
+      (sends) => {
+        for (const send of sends) this.accept(send);
+      },
+      (sends, err) => this.ownCopiesFailed(sends, err),
+      gatherAppends,
+    );
+  }
 
   newRef(): SessionRef {
     return { worker: this.worker, sid: this.nextSid++ };

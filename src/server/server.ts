@@ -116,7 +116,7 @@ export class SwitchboardServer {
     this.onPendingHttpClose = function (this: Socket): void {
       pendingHttp.delete(this);
     };
-    this.router = new Router(opts.worker ?? 0, opts.log);
+    this.router = new Router(opts.worker ?? 0, opts.log, opts.store.settlesPerTick === true);
     this.router.homes = opts.homes ? opts.homes(this.router) : new Home(opts.store, localSink(this.router));
     const fdLimit = openFileLimit();
     const derived = fdLimit ? Math.max(16, fdLimit - opts.limits.reservedFds) : 1_000_000;

@@ -64,6 +64,13 @@ export interface InboxCaps {
 
 export interface InboxStore {
   /**
+   * True when every append made during one tick is answered at the same moment (after that tick's
+   * commit), as the SQLite store does: callers may then gather appends into fewer calls at no cost in
+   * latency. False or absent when calls are answered as their own writes return (Redis: per user), where
+   * a call gathering many inboxes would wait for the slowest.
+   */
+  readonly settlesPerTick?: boolean;
+  /**
    * Appends copies, each deduplicated in its own inbox by (from, fromDevice, clientMsgId).
    * Requests to one inbox get ascending seqs in array order, and calls made in order are stored in
    * order. Resolves once every stored copy is durable (per the configured durability).

@@ -753,6 +753,8 @@ function openShardFile(
 }
 
 export class SqliteInboxStore implements InboxStore {
+  /** Every append of a tick is answered after that tick's commit (see settleCalls). */
+  readonly settlesPerTick = true;
   readonly shardCount: number;
   /** The shard indexes this store opened, ascending. */
   readonly shardIndexes: readonly number[];

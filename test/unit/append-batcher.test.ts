@@ -16,7 +16,7 @@ function request(inbox: string, clientMsgId: number): AppendRequest {
 }
 
 /** A batcher over an append that answers each request with its position, recording every call. */
-function recording(answer: (requests: readonly AppendRequest[]) => Promise<AppendResult[]>) {
+function recording(answer: (requests: readonly AppendRequest[]) => Promise<AppendResult[]>, gather = true) {
   const calls: number[][] = [];
   const settled: [string, AppendResult][] = [];
   const failed: [string, unknown][] = [];
@@ -31,6 +31,7 @@ function recording(answer: (requests: readonly AppendRequest[]) => Promise<Appen
     (items, err) => {
       for (const item of items) failed.push([item, err]);
     },
+    gather,
   );
   return { batcher, calls, settled, failed };
 }
@@ -96,6 +97,18 @@ describe('AppendBatcher', () => {
     assert.deepEqual(
       throwing.settled.map(([item]) => item),
       ['two'],
+    );
+  });
+
+  it('not gathering (a store that answers each call on its own): one call per request, made at once', async () => {
+    const { batcher, calls, settled } = recording(stored, false);
+    batcher.add(request('ben', 1), 'one');
+    batcher.add(request('cat', 2), 'two');
+    assert.deepEqual(calls, [[1], [2]]);
+    await turn();
+    assert.deepEqual(
+      settled.map(([item]) => item),
+      ['one', 'two'],
     );
   });
 });
