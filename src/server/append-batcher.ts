@@ -31,12 +31,12 @@ export class AppendBatcher<T> {
   ) {}
 
   add(request: AppendRequest, item: T): void {
-    this.requests.push(request);
-    this.items.push(item);
     if (!this.gather) {
-      this.issue();
+      this.send([request], [item]);
       return;
     }
+    this.requests.push(request);
+    this.items.push(item);
     if (this.scheduled) return;
     this.scheduled = true;
     queueMicrotask(this.issue);
@@ -47,6 +47,10 @@ export class AppendBatcher<T> {
     this.requests = [];
     this.items = [];
     this.scheduled = false;
+    this.send(requests, items);
+  };
+
+  private send(requests: AppendRequest[], items: T[]): void {
     let call: Promise<AppendResult[]>;
     try {
       call = this.append(requests);
@@ -58,5 +62,5 @@ export class AppendBatcher<T> {
       (results) => this.settled(items, results),
       (err: unknown) => this.failed(items, err),
     );
-  };
+  }
 }
