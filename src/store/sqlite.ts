@@ -223,7 +223,6 @@ interface InboxState {
 /** One append() call: settled by the store's flush, in call order, once its shards have committed. */
 interface AppendCall {
   results: AppendResult[];
-  left: number;
   /** Why one of its shards' commits failed (the call is rejected with it), or null. */
   error: Error | null;
   resolve: (results: AppendResult[]) => void;
@@ -380,9 +379,7 @@ class Shard {
     }
     for (const op of ops) {
       if (op.kind === 'append') {
-        const call = op.call;
-        call.results[op.index] = op.result!;
-        call.left--;
+        op.call.results[op.index] = op.result!;
       } else if (op.kind === 'open') op.resolve(op.result!);
       else op.resolve();
     }
@@ -861,7 +858,6 @@ export class SqliteInboxStore implements InboxStore {
     return new Promise<AppendResult[]>((resolve, reject) => {
       const call: AppendCall = {
         results: new Array<AppendResult>(n),
-        left: n,
         error: null,
         resolve,
         reject,
@@ -1068,18 +1064,18 @@ export class SqliteInboxStore implements InboxStore {
   }
 
   /**
-   * Settles the append calls whose shards have all committed, in the order they were made. A call's
+   * Settles the append calls, in the order they were made, once every shard has committed: a call's
    * copies may sit in several shards, so settling each call as its last shard commits would answer a
    * later call before an earlier one that shares an inbox with it, and announce that inbox's seqs out of
-   * order (a session then reads back from the store what it could have been handed live).
+   * order (a session then reads back from the store what it could have been handed live). Every call
+   * made before this flush has its copies in shards this flush committed: append() queues them at once.
    */
   private settleCalls(): void {
     const calls = this.calls;
     this.calls = [];
     for (const call of calls) {
       if (call.error !== null) call.reject(call.error);
-      else if (call.left === 0) call.resolve(call.results);
-      else this.calls.push(call); // its ops were queued after this flush began (none are today)
+      else call.resolve(call.results);
     }
   }
 }
