@@ -159,8 +159,8 @@ export class ClusterHomes implements Homes, BusHandler {
   append(requests: readonly AppendRequest[]): Promise<AppendResult[]> {
     const n = requests.length;
     if (n === 0) return Promise.resolve([]);
-    // Every direct message comes this way (its recipient copy alone, its own copy with others batched by
-    // the router): straight to the home when every copy has the same one, with one worker always.
+    // Every direct message comes this way (each copy alone, or with the SQLite store in the router's
+    // batches of a turn): straight to the home when every copy has the same one, with one worker always.
     const w = this.homeOf(requests[0]!.inbox);
     for (let i = 1; i < n; i++) if (this.homeOf(requests[i]!.inbox) !== w) return this.appendSpread(requests);
     if (w === this.me) return this.local().append(requests);

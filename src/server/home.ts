@@ -238,7 +238,7 @@ export class Home implements Homes {
       const refused = this.refusedAfterFailure(requests);
       if (refused !== null) return Promise.reject(refused);
     }
-    // A continuation, not async/await: twice per direct message (see Router.sendDirect).
+    // A continuation, not async/await: on the path of every direct message (see Router.sendDirect).
     return this.store.append(requests).then(
       (results) => this.announceStored(requests, results),
       (err: unknown) => {
