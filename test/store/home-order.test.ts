@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { Home, type WorkerSink } from '../../src/server/home.js';
 import { type AppendRequest, StoreUnavailableError } from '../../src/store/inbox-store.js';
-import { SqliteInboxStore } from '../../src/store/sqlite.js';
-import { DEFAULT_CAPS } from './conformance.js';
+import { openFillableStore } from '../helpers/sqlite-store.js';
 
 /** The home's announcements go nowhere: no sessions in this test. */
 const noSessions: WorkerSink = { stored() {}, ephemeral() {}, replace() {}, presence() {} };
@@ -28,14 +27,8 @@ describe('Home: appends after a failed one', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('refuses a device’s later appends to the inbox until the failed one comes again, then keeps send order', async () => {
-    // A database that may not grow past ~0.5 MiB: a 600 KiB payload fails (SQLITE_FULL), small ones fit.
-    const store = await SqliteInboxStore.open({
-      dir,
-      shardCount: 1,
-      durability: 'normal',
-      caps: DEFAULT_CAPS,
-      pragmas: { max_page_count: 128 },
-    });
+    // At most ~0.5 MiB: a 600 KiB payload fails (SQLITE_FULL), small ones fit.
+    const store = await openFillableStore(dir);
     let now = 1_000_000;
     const home = new Home(store, noSessions, () => now);
     const small = new Uint8Array([1, 2, 3]);

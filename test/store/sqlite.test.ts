@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { StoreUnavailableError } from '../../src/store/inbox-store.js';
 import { DEFAULT_SHARD_COUNT, fnv1a32, shardOf } from '../../src/store/shard.js';
 import { SCHEMA_VERSION, SqliteInboxStore, shardFileName } from '../../src/store/sqlite.js';
+import { openFillableStore } from '../helpers/sqlite-store.js';
 import { DEFAULT_CAPS, inboxStoreConformance } from './conformance.js';
 
 /** Few shards keep the suite fast; the shard layout itself is tested below. */
@@ -410,14 +411,8 @@ describe('SqliteInboxStore', () => {
   });
 
   it('rejects a failed commit with StoreUnavailableError, writes nothing of it, and keeps working', async () => {
-    // A database that may not grow past ~0.5 MiB: appends of 64 KiB fill it quickly (SQLITE_FULL).
-    const store = await SqliteInboxStore.open({
-      dir,
-      shardCount: 1,
-      durability: 'normal',
-      caps: DEFAULT_CAPS,
-      pragmas: { max_page_count: 128 },
-    });
+    // At most ~0.5 MiB: appends of 64 KiB fill it quickly (SQLITE_FULL).
+    const store = await openFillableStore(dir);
     try {
       const big = new Uint8Array(64 * 1024).fill(7);
       let stored = 0;
