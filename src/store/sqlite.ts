@@ -9,10 +9,11 @@
  * OS's hands when COMMIT returns, so it survives kill -9 of the process, not a power cut), `'full'` runs
  * `synchronous=FULL` (one fsync of the WAL per commit batch, so it also survives power loss).
  *
- * Data format (schema version 4, in PRAGMA user_version; `meta` records the shard index and count):
- * - `inbox`: one row per user — `last_seq` (highest seq ever assigned, so seqs are never reused),
- *   `count`/`bytes` of the kept messages (for the caps), and `purged_through`: every seq at or below it
- *   has been removed as acknowledged.
+ * Data format (schema version 5, in PRAGMA user_version; `meta` records the shard index and count):
+ * - `inbox`: a row per user some of whose messages are gone — `purged_through`: every seq at or below it
+ *   has been removed as acknowledged; `last_seq`: the highest seq of a message removed as expired. With
+ *   the seqs of the rows, they give the highest seq ever assigned (seqs are never reused); that and each
+ *   inbox's count and bytes (the caps) are held in memory (inbox-counters.ts), rebuilt on open.
  * - `message`: one row per stored copy, an append-only log in row-id order (`id`), payload last so that
  *   the other columns are read without touching its overflow pages. It has no index by (user, seq): that
  *   B-tree, ordered by user, made every append dirty a page of its own; each inbox's seq → id map of its
@@ -31,6 +32,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { OncePerTurn } from '../util/once-per-turn.js';
+import { InboxCounterTable } from './inbox-counters.js';
 import {
   type AppendRequest,
   type AppendResult,
@@ -67,7 +69,7 @@ export interface SqliteInboxStoreOptions {
 }
 
 /** Version of the schema below, kept in PRAGMA user_version; a newer file is refused, not guessed at. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** The file name of shard `index`: shard-00.db, shard-01.db, … (three digits from shard 100 on). */
 export function shardFileName(index: number): string {
@@ -160,11 +162,20 @@ CREATE UNIQUE INDEX message_dedupe ON message (client_msg_id, sender, sender_dev
 CREATE INDEX message_ts ON message (ts);
 `;
 
+/**
+ * Version 5: the inbox row no longer holds the inbox's counters (count, bytes, the highest seq): they are
+ * held in memory and rebuilt from the rows on open (inbox-counters.ts). `last_seq` stays as the highest
+ * seq of the inbox's removed rows — version 4 kept it at the highest seq assigned, which is at least that.
+ */
+const SCHEMA_V5 = `
+ALTER TABLE inbox DROP COLUMN count;
+ALTER TABLE inbox DROP COLUMN bytes;
+`;
+
 const SQL = {
-  inboxGet: 'SELECT last_seq AS lastSeq, count, bytes FROM inbox WHERE user = ?',
-  inboxPut: `INSERT INTO inbox (user, last_seq, count, bytes, purged_through) VALUES (?, ?, ?, ?, 0)
-    ON CONFLICT (user) DO UPDATE SET last_seq = excluded.last_seq, count = excluded.count, bytes = excluded.bytes`,
-  lastSeq: 'SELECT last_seq FROM inbox WHERE user = ?',
+  // The highest seq of an inbox's removed rows (inbox-counters.ts): one user's, and every user's on open.
+  removedThrough: 'SELECT max(last_seq, purged_through) FROM inbox WHERE user = ?',
+  allRemovedThrough: 'SELECT user, max(last_seq, purged_through) FROM inbox',
   insert: `INSERT INTO message (user, seq, ts, sender, sender_device, client_msg_id, addr, payload)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (client_msg_id, sender, sender_device, user) DO NOTHING`,
@@ -181,8 +192,8 @@ const SQL = {
     FROM message WHERE id BETWEEN ? AND ? AND user = ? AND payload IS NOT NULL ORDER BY id`,
   receiptRow: 'SELECT seq, sender, sender_device, client_msg_id FROM message WHERE id = ?',
   // A receipt source is a direct message to the inbox's user from someone else (see liveId).
-  liveRows: `SELECT user, seq, id, addr = user AND sender <> user FROM message WHERE payload IS NOT NULL
-    ORDER BY id`,
+  liveRows: `SELECT user, seq, id, addr = user AND sender <> user, length(payload) FROM message
+    WHERE payload IS NOT NULL ORDER BY id`,
   openDevice: `INSERT INTO device (user, device, acked_seq, last_seen, ack_pending) VALUES (?, ?, 0, ?, 0)
     ON CONFLICT (user, device) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen),
       ack_pending = CASE WHEN acked_seq > 0 THEN 1 ELSE ack_pending END
@@ -193,17 +204,18 @@ const SQL = {
   // Retention sweep.
   expired: 'SELECT id, user, seq, length(payload) AS size FROM message WHERE ts < ? ORDER BY ts LIMIT ?',
   deleteMessage: 'DELETE FROM message WHERE id = ?',
-  inboxShrink: 'UPDATE inbox SET count = count - ?, bytes = bytes - ? WHERE user = ?',
+  inboxExpired: `INSERT INTO inbox (user, last_seq, purged_through) VALUES (?, ?, 0)
+    ON CONFLICT (user) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)`,
   staleDevices: 'SELECT user, device FROM device WHERE last_seen < ? ORDER BY last_seen LIMIT ?',
   deleteDevice: 'DELETE FROM device WHERE user = ? AND device = ?',
   flagUser: 'UPDATE device SET ack_pending = 1 WHERE user = ? AND ack_pending = 0',
   pendingUsers: 'SELECT DISTINCT user FROM device WHERE ack_pending = 1 LIMIT ?',
   floor: 'SELECT min(acked_seq) FROM device WHERE user = ? AND last_seen >= ?',
-  inboxPurgeState: 'SELECT last_seq AS lastSeq, purged_through AS purgedThrough FROM inbox WHERE user = ?',
+  purgedThrough: 'SELECT purged_through FROM inbox WHERE user = ?',
   payloadSize: 'SELECT length(payload) FROM message WHERE id = ?',
   tombstone: 'UPDATE message SET payload = NULL WHERE id = ?',
-  inboxPurged:
-    'UPDATE inbox SET count = count - ?, bytes = bytes - ?, purged_through = max(purged_through, ?) WHERE user = ?',
+  inboxPurged: `INSERT INTO inbox (user, last_seq, purged_through) VALUES (?, 0, ?)
+    ON CONFLICT (user) DO UPDATE SET purged_through = max(purged_through, excluded.purged_through)`,
   clearPending: 'UPDATE device SET ack_pending = 0 WHERE user = ? AND ack_pending = 1',
   // Groups.
   join: 'INSERT INTO member (grp, user) VALUES (?, ?) ON CONFLICT DO NOTHING',
@@ -212,13 +224,6 @@ const SQL = {
   // Readiness: a read of the file, answered from the page cache.
   ping: 'SELECT count(*) FROM meta',
 } as const;
-
-interface InboxState {
-  lastSeq: number;
-  count: number;
-  bytes: number;
-  dirty: boolean;
-}
 
 /** One append() call: settled by the store's flush, in call order, once its shards have committed. */
 interface AppendCall {
@@ -258,13 +263,6 @@ type Op =
 
 type Stmt = Database.Statement<unknown[], unknown>;
 type Statements = { -readonly [K in keyof typeof SQL]: Stmt };
-
-/**
- * Inbox rows kept in memory per shard, at most: each append otherwise reads its inbox's row back (one
- * SELECT per copy). The shard's process is its only writer, so the copy stays true; it is dropped
- * whole when a batch rolls back, after a retention step, and when it grows past this.
- */
-const INBOX_CACHE_MAX = 50_000;
 
 /**
  * A read whose rows lie within this many log rows of each other on average is one range scan instead of a
@@ -316,8 +314,8 @@ class StagedChanges {
 /** One shard file: its connection, prepared statements and the ops queued for the next commit. */
 class Shard {
   queue: Op[] = [];
-  /** user → its inbox row as committed (see INBOX_CACHE_MAX). */
-  private readonly inboxCache = new Map<string, InboxState>();
+  /** Each inbox's highest seq, count and bytes (inbox-counters.ts). */
+  private readonly counters: InboxCounterTable;
   /** Each inbox's live messages: seq → row id (live-index.ts). */
   private readonly live = new LiveIndex();
   private readonly staged = new StagedChanges();
@@ -335,7 +333,8 @@ class Shard {
   ) {
     const s = {} as Statements;
     for (const key of Object.keys(SQL) as (keyof typeof SQL)[]) s[key] = db.prepare(SQL[key]);
-    s.lastSeq.pluck();
+    s.removedThrough.pluck();
+    s.purgedThrough.pluck();
     s.openDevice.pluck();
     s.floor.pluck();
     s.pendingUsers.pluck();
@@ -344,10 +343,15 @@ class Shard {
     s.payloadSize.pluck();
     this.s = s;
     s.receiptRow.raw(true);
-    for (const [user, seq, id, source] of s.liveRows.raw(true).iterate() as IterableIterator<
-      [string, number, number, number]
-    >)
+    this.counters = new InboxCounterTable((user) => (s.removedThrough.get(user) as number | undefined) ?? 0);
+    for (const [user, seq, id, source, bytes] of s.liveRows.raw(true).iterate() as IterableIterator<
+      [string, number, number, number, number]
+    >) {
       this.live.add(user, seq, liveId(id, source === 1));
+      this.counters.addLive(user, seq, bytes);
+    }
+    for (const [user, seq] of s.allRemovedThrough.raw(true).iterate() as IterableIterator<[string, number]>)
+      this.counters.raiseLastSeq(user, seq);
     this.batchTx = db.transaction((ops: Op[]) => this.runBatch(ops)).immediate;
     this.purgeTx = db.transaction((cutoff: number, budget: number) =>
       this.runPurge(cutoff, budget),
@@ -363,12 +367,14 @@ class Shard {
     const ops = this.queue;
     if (ops.length === 0) return 0;
     this.queue = [];
+    this.counters.begin();
     try {
       this.batchTx(ops);
+      this.counters.commit();
       this.staged.applyTo(this.live);
     } catch (err) {
-      // Rolled back: the cached inbox rows may hold this batch's increments.
-      this.inboxCache.clear();
+      // Rolled back: the counters and the live index as they were.
+      this.counters.rollback();
       this.staged.clear();
       const e = unavailable(err);
       for (const op of ops) {
@@ -386,40 +392,19 @@ class Shard {
     return ops.length;
   }
 
-  /** Inside the batch transaction: applies every op in call order; inbox rows are written once at the end. */
+  /** Inside the batch transaction: applies every op in call order. */
   private runBatch(ops: Op[]): void {
-    const inboxes = new Map<string, InboxState>();
-    const cache = this.inboxCache;
-    if (cache.size > INBOX_CACHE_MAX) cache.clear();
-    const load = (user: string): InboxState => {
-      let st = inboxes.get(user);
-      if (st === undefined) {
-        st = cache.get(user);
-        if (st === undefined) {
-          const row = this.s.inboxGet.get(user) as
-            | { lastSeq: number; count: number; bytes: number }
-            | undefined;
-          st = row
-            ? { lastSeq: row.lastSeq, count: row.count, bytes: row.bytes, dirty: false }
-            : { lastSeq: 0, count: 0, bytes: 0, dirty: false };
-          cache.set(user, st);
-        }
-        inboxes.set(user, st);
-      }
-      return st;
-    };
     const { maxMessages, maxBytes } = this.caps;
     for (const op of ops) {
       switch (op.kind) {
         case 'append': {
           const r = op.req;
           op.result = null;
-          const st = load(r.inbox);
+          const st = this.counters.touch(r.inbox);
           const size = r.payload.byteLength;
           // At the cap, first reclaim what every recent device has acknowledged (the sweep may not
           // have run since): a reader that keeps up must never see INBOX_FULL.
-          if (st.count + 1 > maxMessages || st.bytes + size > maxBytes)
-            this.reclaim(r.inbox, r.timestamp, st);
+          if (st.count + 1 > maxMessages || st.bytes + size > maxBytes) this.reclaim(r.inbox, r.timestamp);
           if (st.count + 1 > maxMessages || st.bytes + size > maxBytes) {
             // Full — unless it is a duplicate, which is answered as such even by a full inbox.
             op.result = this.original(r) ?? { status: 'full' };
@@ -448,7 +433,6 @@ class Shard {
           st.lastSeq = seq;
           st.count++;
           st.bytes += size;
-          st.dirty = true;
           op.result = { status: 'stored', seq, timestamp: r.timestamp };
           break;
         }
@@ -463,29 +447,16 @@ class Shard {
           break;
         case 'open': {
           const ackedSeq = this.s.openDevice.get(op.user, op.device, op.now) as number;
-          op.result = { lastSeq: load(op.user).lastSeq, ackedSeq };
+          op.result = { lastSeq: this.counters.get(op.user).lastSeq, ackedSeq };
           break;
         }
       }
     }
-    for (const [user, st] of inboxes) {
-      if (!st.dirty) continue;
-      this.s.inboxPut.run(user, st.lastSeq, st.count, st.bytes);
-      st.dirty = false;
-    }
   }
 
-  /**
-   * The cap path: tombstones the inbox's acknowledged messages now and takes the freed count and bytes
-   * off `st` (the batch's cached inbox row, whose own increments are not yet written).
-   */
-  private reclaim(user: string, now: number, st: InboxState): void {
-    const before = this.s.inboxGet.get(user) as { count: number; bytes: number } | undefined;
-    if (!before) return;
+  /** The cap path: tombstones the inbox's acknowledged messages now (its counters shrink with them). */
+  private reclaim(user: string, now: number): void {
     this.settleAcks(user, now - this.caps.retentionMs, this.caps.maxMessages + 1);
-    const after = this.s.inboxGet.get(user) as { count: number; bytes: number };
-    st.count -= before.count - after.count;
-    st.bytes -= before.bytes - after.bytes;
   }
 
   private original(r: AppendRequest): AppendResult | null {
@@ -518,7 +489,7 @@ class Shard {
   }
 
   lastSeq(user: string): number {
-    return (this.s.lastSeq.get(user) as number | undefined) ?? 0;
+    return this.counters.get(user).lastSeq;
   }
 
   members(group: string): string[] {
@@ -555,16 +526,16 @@ class Shard {
 
   /** One bounded retention step in its own transaction; returns the work done (see purge()). */
   purge(cutoff: number, budget: number): number {
+    this.counters.begin();
     try {
       const work = this.purgeTx(cutoff, budget);
+      this.counters.commit();
       this.staged.applyTo(this.live);
       return work;
     } catch (err) {
+      this.counters.rollback();
       this.staged.clear();
       throw err;
-    } finally {
-      // The sweep changes inbox rows (counts, bytes) in SQL.
-      this.inboxCache.clear();
     }
   }
 
@@ -580,19 +551,17 @@ class Shard {
       size: number | null;
     }[];
     if (expired.length > 0) {
-      const shrink = new Map<string, { count: number; bytes: number }>();
       for (const row of expired) {
         s.deleteMessage.run(row.id);
-        if (row.size === null) continue; // a tombstone: its message was already removed
+        if (row.size === null) continue; // a tombstone: purged_through already covers its seq
         this.staged.expiredUsers.push(row.user);
         this.staged.expiredSeqs.push(row.seq);
-        const acc = shrink.get(row.user);
-        if (acc) {
-          acc.count++;
-          acc.bytes += row.size;
-        } else shrink.set(row.user, { count: 1, bytes: row.size });
+        const st = this.counters.touch(row.user);
+        st.count--;
+        st.bytes -= row.size;
+        // Its row gone, the seq is remembered here (it may be the inbox's highest).
+        s.inboxExpired.run(row.user, row.seq);
       }
-      for (const [user, acc] of shrink) s.inboxShrink.run(acc.count, acc.bytes, user);
       work += expired.length;
     }
 
@@ -622,17 +591,18 @@ class Shard {
   private settleAcks(user: string, cutoff: number, room: number): number {
     const s = this.s;
     const floor = s.floor.get(user, cutoff) as number | null;
-    const inbox = s.inboxPurgeState.get(user) as { lastSeq: number; purgedThrough: number } | undefined;
     let removed = 0;
     let complete = true;
-    if (floor !== null && inbox !== undefined) {
-      // Clamped to last_seq: purged_through must never pass a seq that may still be assigned.
-      const upper = Math.min(floor, inbox.lastSeq);
-      if (upper > inbox.purgedThrough) {
+    if (floor !== null) {
+      const purgedThrough = (s.purgedThrough.get(user) as number | undefined) ?? 0;
+      // Clamped to the committed highest seq: purged_through must never pass a seq that may still be
+      // assigned, nor one this transaction appended (the live index has it only once it commits).
+      const upper = Math.min(floor, this.counters.committedLastSeq(user));
+      if (upper > purgedThrough) {
         // The live messages in (purged_through, upper], as the index had them when this transaction
         // began (its own staged removals are below purged_through, which this transaction advanced).
         const { seqs, ids } = this;
-        const n = this.live.range(user, inbox.purgedThrough, upper, room, seqs, ids);
+        const n = this.live.range(user, purgedThrough, upper, room, seqs, ids);
         let through = upper;
         if (n === room) {
           through = seqs[n - 1]!;
@@ -644,7 +614,10 @@ class Shard {
           bytes += s.payloadSize.get(id) as number;
           s.tombstone.run(id);
         }
-        s.inboxPurged.run(n, bytes, through, user);
+        s.inboxPurged.run(user, through);
+        const st = this.counters.touch(user);
+        st.count -= n;
+        st.bytes -= bytes;
         this.staged.purgedUsers.push(user);
         this.staged.purgedThrough.push(through);
         removed = n;
@@ -728,6 +701,7 @@ function openShardFile(
       if (version < 2) db.exec(SCHEMA_V2);
       if (version < 3) db.exec(SCHEMA_V3); // rebuilds one index: 0.4 s per million messages here
       if (version < 4) db.exec(SCHEMA_V4); // copies the message table: 2.5 s per million messages here
+      if (version < 5) db.exec(SCHEMA_V5); // rewrites the inbox table (one row per user)
       if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
       const meta = new Map(
         (db.prepare('SELECT key, value FROM meta').all() as { key: string; value: unknown }[]).map((r) => [

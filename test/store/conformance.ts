@@ -449,6 +449,43 @@ export function inboxStoreConformance(name: string, open: OpenInboxStore): void 
       ]);
     });
 
+    it('never reuses a seq, and keeps the caps, across close and reopen once messages are gone', async () => {
+      const acked = fresh('alice'); // every message acknowledged
+      const expired = fresh('bob'); // every message expired
+      const capped = fresh('carol'); // at the message cap, some acknowledged
+      const stepped = fresh('dave'); // the clock stepped back: the later message expires first
+      const t0 = Date.now();
+      const first = await openStore({ retentionMs: RETENTION, maxMessages: 3 });
+      for (const u of [acked, expired, capped]) await first.openDevice(u, 'phone', t0);
+      await first.append(range(1, 3).map((n) => req(acked, 's', 'd', n, t0 + 5_000)));
+      await first.append(range(1, 2).map((n) => req(expired, 's', 'd', n, t0)));
+      await first.append(range(1, 3).map((n) => req(capped, 's', 'd', n, t0 + 5_000)));
+      await first.append([req(stepped, 's', 'd', 1, t0 + 5_000), req(stepped, 's', 'd', 2, t0)]);
+      await first.ack(acked, 'phone', 3);
+      await first.ack(capped, 'phone', 1);
+      await first.openDevice(acked, 'phone', t0 + 12_000);
+      await first.openDevice(capped, 'phone', t0 + 12_000);
+      await purgeAll(first, t0 + 12_000); // bob's messages expire, alice's and carol's 1 are acknowledged
+      assert.deepEqual(await seqsOf(first, acked), []);
+      assert.deepEqual(await seqsOf(first, expired), []);
+      assert.deepEqual(await seqsOf(first, capped), [2, 3]);
+      assert.deepEqual(await seqsOf(first, stepped), [1]);
+      await first.close();
+
+      const second = await openStore({ retentionMs: RETENTION, maxMessages: 3 });
+      assert.equal(await second.lastSeq(acked), 3);
+      assert.equal(await second.lastSeq(expired), 2);
+      assert.equal(await second.lastSeq(capped), 3);
+      assert.equal(await second.lastSeq(stepped), 2);
+      assert.deepEqual((await second.append([req(acked, 's', 'd', 4, t0 + 12_000)])).map(seqOf), [4]);
+      assert.deepEqual((await second.append([req(expired, 's', 'd', 3, t0 + 12_000)])).map(seqOf), [3]);
+      // carol keeps two of three: one more fits, the next is refused.
+      assert.deepEqual(
+        await second.append([req(capped, 's', 'd', 4, t0 + 12_000), req(capped, 's', 'd', 5, t0 + 12_000)]),
+        [{ status: 'stored', seq: 4, timestamp: t0 + 12_000 }, { status: 'full' }],
+      );
+    });
+
     it('commits pending writes on close; calls after close reject', async () => {
       const a = fresh('alice');
       const t0 = Date.now();

@@ -171,7 +171,7 @@ describe('SqliteInboxStore', () => {
     }
   });
 
-  it('counts an inbox right after the sweep removed acknowledged messages (its inbox rows are cached)', async () => {
+  it('counts an inbox right after the sweep removed acknowledged messages (its counters are held in memory)', async () => {
     const store = await openOneShard(dir, { maxMessages: 3 });
     try {
       const now = Date.now();
@@ -183,7 +183,7 @@ describe('SqliteInboxStore', () => {
       );
       await store.ack('alice', 'phone', 3);
       assert.ok((await store.purge(now, 100)) > 0, 'the sweep removed nothing');
-      // The sweep lowered the inbox's count in SQL: three more fit under the cap of 3.
+      // The sweep lowered the inbox's count: three more fit under the cap of 3.
       const again = await store.append([4, 5, 6].map((id) => message('alice', id)));
       assert.deepEqual(
         again.map((r) => r.status),
@@ -200,9 +200,12 @@ describe('SqliteInboxStore', () => {
     const first = await openOneShard(dir);
     await first.append([message('alice', 1)]);
     await first.close();
-    // What a version-1 build left behind: no member table, the dedupe index led by the user.
+    // What a version-1 build left behind: no member table, the dedupe index led by the user, the
+    // inbox's counters in its row.
     const db = new Database(join(dir, shardFileName(0)));
     db.exec('DROP TABLE member');
+    db.exec('ALTER TABLE inbox ADD COLUMN count INTEGER NOT NULL DEFAULT 0');
+    db.exec('ALTER TABLE inbox ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0');
     db.exec('DROP INDEX message_dedupe');
     db.exec('CREATE UNIQUE INDEX message_dedupe ON message (user, sender, sender_device, client_msg_id)');
     db.pragma('user_version = 1');
@@ -481,12 +484,24 @@ describe('SqliteInboxStore', () => {
     const db = new Database(join(dir, shardFileName(0)), { readonly: true });
     try {
       assert.deepEqual(db.prepare('SELECT seq FROM message').all(), [{ seq: 4 }]);
-      assert.deepEqual(db.prepare('SELECT last_seq, count, bytes FROM inbox').all(), [
-        { last_seq: 4, count: 1, bytes: 3 },
+      // The inbox row remembers the seqs whose rows are gone: 1 acknowledged, 3 (with 2) expired.
+      assert.deepEqual(db.prepare('SELECT last_seq, purged_through FROM inbox').all(), [
+        { last_seq: 3, purged_through: 1 },
       ]);
       assert.deepEqual(db.prepare('SELECT * FROM device').all(), [], 'the stale device was forgotten');
     } finally {
       db.close();
+    }
+    // Reopened, the counters are rebuilt from the rows: the highest seq 4, one message kept (cap 2).
+    const again = await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps });
+    try {
+      assert.equal(await again.lastSeq('alice'), 4);
+      assert.deepEqual(await again.append([at(5, t0 + 5_000), at(6, t0 + 5_000)]), [
+        { status: 'stored', seq: 5, timestamp: t0 + 5_000 },
+        { status: 'full' },
+      ]);
+    } finally {
+      await again.close();
     }
   });
 
