@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { StoreUnavailableError } from '../../src/store/inbox-store.js';
+import { type ReceiptSource, StoreUnavailableError } from '../../src/store/inbox-store.js';
 import { DEFAULT_SHARD_COUNT, fnv1a32, shardOf } from '../../src/store/shard.js';
 import { SCHEMA_VERSION, SqliteInboxStore, shardFileName } from '../../src/store/sqlite.js';
 import { openFillableStore } from '../helpers/sqlite-store.js';
@@ -316,9 +316,10 @@ describe('SqliteInboxStore', () => {
   });
 
   it('reads and lists receipt sources over thousands of messages (receipt lookups go through the index in chunks)', async () => {
-    const store = await openOneShard(dir, { maxMessages: 20_000 });
+    let store = await openOneShard(dir, { maxMessages: 20_000 });
     try {
-      const n = 9_000;
+      // More receipt sources than the shard holds in memory: the oldest are read from their rows.
+      const n = 18_000;
       const batch = [];
       for (let i = 1; i <= n; i++) {
         const copy = message('alice', i);
@@ -336,9 +337,21 @@ describe('SqliteInboxStore', () => {
       const sources = await store.receiptSources('alice', 0, n, n);
       assert.equal(sources.length, n / 2);
       assert.ok(sources.every((r, i) => r.seq === 2 * i + 1));
+      const expected = (seq: number) => ({ seq, from: 'sender', fromDevice: 'dev', clientMsgId: seq });
+      assert.deepEqual(
+        sources.map(plainSource),
+        sources.map((r) => expected(r.seq)),
+      );
       assert.deepEqual(
         (await store.receiptSources('alice', 100, n, 3)).map((r) => r.seq),
         [101, 103, 105],
+      );
+      // Reopened, nothing is held in memory: every source is read from its row, the same.
+      await store.close();
+      store = await openOneShard(dir, { maxMessages: 20_000 });
+      assert.deepEqual(
+        (await store.receiptSources('alice', 0, n, n)).map(plainSource),
+        sources.map(plainSource),
       );
     } finally {
       await store.close();
@@ -580,3 +593,7 @@ describe('SqliteInboxStore', () => {
     assert.ok(!existsSync(join(dir, 'shard-04.db')));
   });
 });
+
+function plainSource(r: ReceiptSource): ReceiptSource {
+  return { seq: r.seq, from: r.from, fromDevice: r.fromDevice, clientMsgId: r.clientMsgId };
+}
