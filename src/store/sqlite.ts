@@ -629,7 +629,8 @@ class Shard {
       const upper = Math.min(floor, this.counters.committedLastSeq(user));
       if (upper > purgedThrough) {
         // The live messages in (purged_through, upper], as the index had them when this transaction
-        // began (its own staged removals are below purged_through, which this transaction advanced).
+        // began: it may still list messages this transaction deleted as expired (its removals are
+        // applied at commit), which are skipped here.
         const { seqs, ids } = this;
         const n = this.live.range(user, purgedThrough, upper, room, seqs, ids);
         let through = upper;
@@ -640,17 +641,19 @@ class Shard {
         let bytes = 0;
         for (let i = 0; i < n; i++) {
           const id = Math.abs(ids[i]!);
-          bytes += s.payloadSize.get(id) as number;
+          const size = s.payloadSize.get(id) as number | null | undefined;
+          if (size === undefined || size === null) continue; // deleted as expired (step 1)
+          bytes += size;
           s.tombstone.run(id);
           this.receipts.delete(id);
+          removed++;
         }
         s.inboxPurged.run(user, through);
         const st = this.counters.touch(user);
-        st.count -= n;
+        st.count -= removed;
         st.bytes -= bytes;
         this.staged.purgedUsers.push(user);
         this.staged.purgedThrough.push(through);
-        removed = n;
       }
     }
     if (complete) s.clearPending.run(user);

@@ -408,6 +408,25 @@ export function inboxStoreConformance(name: string, open: OpenInboxStore): void 
       assert.equal(await store.lastSeq(nobody), 3);
     });
 
+    it('purges messages that are both expired and acknowledged in one step, and counts the inbox right', async () => {
+      const store = await openStore({ retentionMs: RETENTION, maxMessages: 5 });
+      const a = fresh('alice');
+      const t0 = Date.now();
+      await store.openDevice(a, 'phone', t0);
+      await store.append(range(1, 5).map((n) => req(a, 's', 'd', n, t0)));
+      await store.ack(a, 'phone', 3);
+      await store.openDevice(a, 'phone', t0 + 12_000); // still a recent device
+      // Every message has expired, and 1–3 are also acknowledged: each is removed once.
+      await purgeAll(store, t0 + 12_000);
+      assert.deepEqual(await seqsOf(store, a), []);
+      // An empty inbox: five fit under the cap of 5, the sixth does not.
+      const later = range(6, 11).map((n) => req(a, 's', 'd', n, t0 + 12_000));
+      assert.deepEqual(
+        (await store.append(later)).map((r) => r.status),
+        ['stored', 'stored', 'stored', 'stored', 'stored', 'full'],
+      );
+    });
+
     it('still detects a duplicate after its message was purged as acknowledged', async () => {
       const store = await openStore({ retentionMs: RETENTION });
       const a = fresh('alice');
