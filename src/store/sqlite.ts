@@ -517,6 +517,28 @@ class Shard {
     return this.s.members.all(group) as string[];
   }
 
+  /** See SqliteInboxStore.inboxCounters. */
+  inboxCounters(user: string): {
+    held: { lastSeq: number; count: number; bytes: number };
+    rows: { lastSeq: number; count: number; bytes: number };
+  } {
+    const { lastSeq, count, bytes } = this.counters.get(user);
+    const live = this.db
+      .prepare(
+        `SELECT count(*) AS count, coalesce(sum(length(payload)), 0) AS bytes FROM message
+          WHERE user = ? AND payload IS NOT NULL`,
+      )
+      .get(user) as { count: number; bytes: number };
+    const top = this.db
+      .prepare(
+        `SELECT max(coalesce((SELECT max(seq) FROM message WHERE user = ?), 0),
+          coalesce((SELECT max(last_seq, purged_through) FROM inbox WHERE user = ?), 0))`,
+      )
+      .pluck()
+      .get(user, user) as number;
+    return { held: { lastSeq, count, bytes }, rows: { lastSeq: top, count: live.count, bytes: live.bytes } };
+  }
+
   get liveMessages(): number {
     return this.live.size;
   }
@@ -843,6 +865,20 @@ export class SqliteInboxStore implements InboxStore {
       synchronous: shard.db.pragma('synchronous', { simple: true }) as number,
       userVersion: shard.db.pragma('user_version', { simple: true }) as number,
     };
+  }
+
+  /**
+   * An inbox's counters as held in memory (inbox-counters.ts) and as its rows give them: for tests and
+   * for looking into a running store. `rows.lastSeq` is the highest seq among its rows and inbox row.
+   */
+  inboxCounters(user: string): {
+    held: { lastSeq: number; count: number; bytes: number };
+    rows: { lastSeq: number; count: number; bytes: number };
+  } {
+    const shard = this.shardFor(user);
+    if (shard instanceof Error || this.closed)
+      throw new Error(`the shard of ${JSON.stringify(user)} is not open`);
+    return shard.inboxCounters(user);
   }
 
   /**
