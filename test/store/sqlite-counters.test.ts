@@ -2,15 +2,19 @@
  * The SQLite store's inbox counters (highest seq, count and bytes of the waiting messages) are held in
  * memory and rebuilt from the rows on open (inbox-counters.ts). Random sequences of appends (duplicates,
  * caps, timestamps that step back), acks, device sightings, sweep steps and reopenings check that the
- * counters always agree with the rows, survive a reopen unchanged, and that no seq is handed out twice.
+ * counters always agree with the rows, survive a reopen unchanged, and that no seq is handed out twice;
+ * and that reads and receipt lookups (through the live index and the receipt cache) list exactly the
+ * waiting rows, as a connection of its own reads them from the file.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { SqliteInboxStore } from '../../src/store/sqlite.js';
+import { shardOf } from '../../src/store/shard.js';
+import { SqliteInboxStore, shardFileName } from '../../src/store/sqlite.js';
 
 const USERS = ['ann', 'ben', 'cat'];
 const CAPS = { maxMessages: 6, maxBytes: 60, retentionMs: 10_000 };
@@ -63,12 +67,27 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ k: 'reopen' as const }) },
 );
 
+const SHARDS = 2;
+
 function open(dir: string): Promise<SqliteInboxStore> {
-  return SqliteInboxStore.open({ dir, shardCount: 2, durability: 'normal', caps: CAPS });
+  return SqliteInboxStore.open({ dir, shardCount: SHARDS, durability: 'normal', caps: CAPS });
 }
 
-describe('SqliteInboxStore inbox counters', () => {
-  it('agree with the rows after any sequence of appends, acks, sweeps and reopenings', async () => {
+/** The waiting messages of `user` as (seq, clientMsgId), read from its shard file directly. */
+function waitingRows(dir: string, user: string): [number, number][] {
+  const db = new Database(join(dir, shardFileName(shardOf(user, SHARDS))), { readonly: true });
+  try {
+    return db
+      .prepare('SELECT seq, client_msg_id FROM message WHERE user = ? AND payload IS NOT NULL ORDER BY seq')
+      .raw(true)
+      .all(user) as [number, number][];
+  } finally {
+    db.close();
+  }
+}
+
+describe('SqliteInboxStore inbox counters and live index', () => {
+  it('agree with the rows, as reads and receipt lookups do, after any sequence of appends, acks, sweeps and reopenings', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops) => {
         const dir = mkdtempSync(join(tmpdir(), 'switchboard-counters-'));
@@ -122,6 +141,19 @@ describe('SqliteInboxStore inbox counters', () => {
               const { held, rows } = store.inboxCounters(u);
               assert.deepEqual(held, rows, `${u} after ${JSON.stringify(o)}`);
               assert.equal(await store.lastSeq(u), Math.max(held.lastSeq, highest.get(u) ?? 0));
+              const rowsOnFile = waitingRows(dir, u);
+              const read = await store.read(u, 0, 100);
+              assert.deepEqual(
+                read.map((m) => [m.seq, m.clientMsgId]),
+                rowsOnFile,
+                `${u}: read after ${JSON.stringify(o)}`,
+              );
+              const sources = await store.receiptSources(u, 0, Number.MAX_SAFE_INTEGER, 100);
+              assert.deepEqual(
+                sources.map((r) => [r.seq, r.clientMsgId]),
+                rowsOnFile,
+                `${u}: receipt sources after ${JSON.stringify(o)}`,
+              );
             }
           }
         } finally {
