@@ -417,13 +417,17 @@ class Shard {
           op.result = null;
           const st = this.counters.touch(r.inbox);
           const size = r.payload.byteLength;
-          // At the cap, first reclaim what every recent device has acknowledged (the sweep may not
-          // have run since): a reader that keeps up must never see INBOX_FULL.
-          if (st.count + 1 > maxMessages || st.bytes + size > maxBytes) this.reclaim(r.inbox, r.timestamp);
           if (st.count + 1 > maxMessages || st.bytes + size > maxBytes) {
-            // Full — unless it is a duplicate, which is answered as such even by a full inbox.
-            op.result = this.original(r) ?? { status: 'full' };
-            break;
+            // At the cap. A duplicate is answered as such, full or not, and changes nothing.
+            op.result = this.original(r);
+            if (op.result !== null) break;
+            // Else first reclaim what every recent device has acknowledged (the sweep may not have run
+            // since): a reader that keeps up must never see INBOX_FULL.
+            this.reclaim(r.inbox, r.timestamp);
+            if (st.count + 1 > maxMessages || st.bytes + size > maxBytes) {
+              op.result = { status: 'full' };
+              break;
+            }
           }
           const seq = st.lastSeq + 1;
           const { changes, lastInsertRowid } = this.s.insert.run(

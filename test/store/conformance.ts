@@ -228,6 +228,22 @@ export function inboxStoreConformance(name: string, open: OpenInboxStore): void 
       assert.deepEqual(await seqsOf(store, a), [3, 4, 5]);
     });
 
+    it('answers a duplicate at a full inbox without reclaiming anything', async () => {
+      const store = await openStore({ maxMessages: 3 });
+      const a = fresh('alice');
+      const t0 = Date.now();
+      await store.openDevice(a, 'phone', t0);
+      await store.append(range(1, 3).map((n) => req(a, 's', 'd', n, t0)));
+      await store.ack(a, 'phone', 2);
+      // Messages 1 and 2 could make room, but a duplicate needs none: it changes nothing.
+      assert.deepEqual(await store.append([req(a, 's', 'd', 3, t0 + 1)]), [
+        { status: 'duplicate', seq: 3, timestamp: t0 },
+      ]);
+      assert.deepEqual(await seqsOf(store, a), [1, 2, 3]);
+      assert.deepEqual((await store.append([req(a, 's', 'd', 4, t0 + 1)])).map(seqOf), [4]);
+      assert.deepEqual(await seqsOf(store, a), [3, 4]);
+    });
+
     it('refuses an append past the byte cap, writing nothing', async () => {
       const store = await openStore({ maxBytes: 100 });
       const a = fresh('alice');
