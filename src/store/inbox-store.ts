@@ -86,7 +86,11 @@ export interface InboxStore {
    * ACK over that range confirms to their senders (RECEIPT). Purged messages are skipped.
    */
   receiptSources(user: string, afterSeq: number, upToSeq: number, limit: number): Promise<ReceiptSource[]>;
-  /** Moves the device's cursor forward to `seq` (never back). */
+  /**
+   * Moves the device's cursor forward to `seq` (never back). The server never acks above the inbox's
+   * lastSeq (a session refuses an ACK above what it delivered); what a store does with such a cursor at
+   * its cap (whether it counts seqs appended in the same tick) is its own.
+   */
   ack(user: string, device: string, seq: number): Promise<void>;
   /** Highest seq stored for the user (0 when none). */
   lastSeq(user: string): Promise<number>;
