@@ -1098,7 +1098,8 @@ function sectionBody(rep: Report, command: string): string {
       'clean session off for QoS 1 and on for QoS 0; SUBSCRIBE `u/<user>` at the run’s QoS; PUBLISH to ' +
       '`u/<recipient>`; QoS 1 PUBLISHes answered PUBACK at once. NATS clients: CONNECT ' +
       '`{"verbose":false,"pedantic":false}`, `SUB u.<user> 1`, `PUB u.<recipient> 100`. SBP clients: HELLO in ' +
-      'open mode, one device per user, ACK every window/2 DELIVERs.',
+      'open mode, one device per user, ACK as the SDK does: after window/2 DELIVERs or at the latest 100 ms ' +
+      'after the first unacknowledged one.',
   );
   return lines.join('\n');
 }

@@ -23,6 +23,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_ACK_DELAY_MS } from '../src/client/client.js';
 import { parseTarget } from './connections.js';
 import { forkGenerator, generatorExit } from './lib/child-exit.js';
 import { intFlag, windowFlag } from './lib/flags.js';
@@ -53,6 +54,7 @@ export interface ThroughputFlags {
   ephemeral?: boolean;
   processes?: string;
   ackEvery?: string;
+  ackDelay?: string;
   target?: string;
   serverPid?: string;
   json?: boolean;
@@ -75,6 +77,7 @@ export interface ThroughputScenarioOptions {
   ephemeral: boolean;
   processes: number;
   ackEvery: number;
+  ackDelayMs: number;
   serverPid: number | null;
   json: boolean;
   report: string | null;
@@ -122,6 +125,7 @@ export function resolveThroughputOptions(
     ephemeral: flags.ephemeral ?? false,
     processes,
     ackEvery: intFlag(flags.ackEvery ?? '0', '--ack-every', 0),
+    ackDelayMs: intFlag(flags.ackDelay ?? String(DEFAULT_ACK_DELAY_MS), '--ack-delay', 0),
     serverPid,
     json: flags.json ?? false,
     report: flags.report ?? null,
@@ -304,6 +308,7 @@ function configs(opts: ThroughputScenarioOptions, id: string): LoadConfig[] {
       warmupMs: opts.warmupMs,
       durationMs: opts.durationMs,
       ackEvery: opts.ackEvery,
+      ackDelayMs: opts.ackDelayMs,
       connectConcurrency: 32,
       lossTimeoutMs: opts.ephemeral ? EPHEMERAL_LOSS_MS : 0,
       stallMs: STALL_MS,

@@ -8,7 +8,8 @@
  *   NATS core).
  * - A message is delivered when the recipient receives the DELIVER; the sender's own copy of a durable
  *   message (PROTOCOL.md section 5) is acknowledged but is not passed on.
- * - ACK every window/2 stored DELIVERs (the server's WELCOME window), PONG to PING, any ERROR or BYE
+ * - ACK as the SDK does: after window/2 stored DELIVERs (the server's WELCOME window), or at the latest
+ *   DEFAULT_ACK_DELAY_MS (100 ms) after the first unacknowledged one; PONG to PING; any ERROR or BYE
  *   fails the connection (as in bench/lib/throughput.ts).
  *
  * A reconnect that finds stored messages (`replay: true`, the drain) takes its own socket with the same
@@ -16,6 +17,7 @@
  * frame before its promise settles as a handshake failure.
  */
 import net from 'node:net';
+import { DEFAULT_ACK_DELAY_MS } from '../../src/client/client.js';
 import {
   encodeFrame,
   type Frame,
@@ -44,6 +46,11 @@ export interface SbpOptions {
    * so a replay arriving with WELCOME is not lost.
    */
   replay?: boolean;
+  /**
+   * ACK at the latest this long after the first unacknowledged DELIVER, as the SDK does (default its
+   * DEFAULT_ACK_DELAY_MS); 0 = only every window/2 DELIVERs.
+   */
+  ackDelayMs?: number;
 }
 
 const FLAG_EPHEMERAL = 1;
@@ -115,7 +122,10 @@ class SbpSession implements PeerConn {
   private accepted = 0;
   private sent = 0;
   private unacked = 0;
+  private lastSeq = 0;
+  private ackTimer: NodeJS.Timeout | undefined;
   private readonly ackEvery: number;
+  private readonly ackDelayMs: number;
   private failed = false;
   private closing = false;
   private flushes: { upTo: number; pending: Pending }[] = [];
@@ -130,10 +140,17 @@ class SbpSession implements PeerConn {
     private readonly wire: Wire,
   ) {
     this.ackEvery = Math.max(1, Math.floor(welcome.window / 2));
+    this.ackDelayMs = driver.opts.ackDelayMs ?? DEFAULT_ACK_DELAY_MS;
   }
 
   subscribe(): Promise<void> {
     return Promise.resolve(); // Every user has an inbox.
+  }
+
+  private sendAck(): void {
+    this.unacked = 0;
+    this.stopAckTimer();
+    this.wire.write(encodeFrame({ type: 'ACK', seq: this.lastSeq }));
   }
 
   publish(to: string, payload: Uint8Array): void {
@@ -168,9 +185,14 @@ class SbpSession implements PeerConn {
 
   /** A DELIVER, decoded or read in place (sbp-conn's onDeliver). */
   onDeliver(seq: number, fromMe: boolean, payload: Uint8Array): void {
-    if (seq > 0 && ++this.unacked >= this.ackEvery) {
-      this.unacked = 0;
-      this.wire.write(encodeFrame({ type: 'ACK', seq }));
+    if (seq > 0) {
+      this.lastSeq = seq;
+      if (++this.unacked >= this.ackEvery) this.sendAck();
+      else if (this.ackTimer === undefined && this.ackDelayMs > 0)
+        this.ackTimer = setTimeout(() => {
+          this.ackTimer = undefined;
+          if (this.unacked > 0) this.sendAck();
+        }, this.ackDelayMs);
     }
     // The sender's own copy (PROTOCOL.md section 5): acknowledged above, not a delivery.
     if (!fromMe) this.handlers.onMessage(payload);
@@ -219,6 +241,7 @@ class SbpSession implements PeerConn {
   fail(why: string): void {
     if (this.failed || this.closing) return;
     this.failed = true;
+    this.stopAckTimer();
     const err = new Error(`${this.user}: ${why}`);
     for (const f of this.flushes) f.pending.reject(err);
     for (const p of this.pongs.values()) p.reject(err);
@@ -228,12 +251,20 @@ class SbpSession implements PeerConn {
 
   close(): Promise<void> {
     this.closing = true;
+    this.stopAckTimer();
     return this.wire.close();
   }
 
   destroy(): void {
     this.closing = true;
+    this.stopAckTimer();
     this.wire.destroy();
+  }
+
+  private stopAckTimer(): void {
+    if (this.ackTimer === undefined) return;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
   }
 }
 

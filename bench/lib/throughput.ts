@@ -17,6 +17,8 @@
  *   generator CPU = this process's (process.cpuUsage); "other" = the rest of the machine's busy time over
  *   the same window (/proc/stat), which shows how much the runs competed with other work.
  */
+
+import { DEFAULT_ACK_DELAY_MS } from '../../src/client/client.js';
 import {
   encodeFrame,
   errorName,
@@ -216,6 +218,11 @@ export interface LoadConfig {
   durationMs: number;
   /** ACK after this many DELIVERs; 0 = half the server's window from WELCOME (PROTOCOL.md section 5). */
   ackEvery: number;
+  /**
+   * ACK at the latest this long after the first unacknowledged DELIVER, ms, as the SDK does (default its
+   * DEFAULT_ACK_DELAY_MS, 100); 0 = only every `ackEvery`.
+   */
+  ackDelayMs?: number;
   /** Connects in progress at once. */
   connectConcurrency: number;
   /**
@@ -244,11 +251,14 @@ export type ClosedLoadParts = Pick<
 
 /**
  * A closed-loop load of durable SENDs, as bench:core, bench:scaling and bench:fleet run it: one device
- * `bench` per user, 32 connects at once, a 5 s stall fails the run.
+ * `bench` per user, 32 connects at once, a 5 s stall fails the run, an ACK every `ackEvery` DELIVERs
+ * and no ACK timer (their written figures, and the Redis cost per message of BENCHMARKS.md, are taken
+ * that way).
  */
 export function closedDurableLoad(parts: ClosedLoadParts): LoadConfig {
   return {
     ...parts,
+    ackDelayMs: 0,
     device: 'bench',
     mode: 'closed',
     rate: 0,
@@ -380,15 +390,28 @@ class Endpoint {
   /** Send time (ns; in an open loop the intended one) of each message in flight, by clientMsgId. */
   readonly sentAt = new Map<number, number>();
   private unacked = 0;
+  private lastSeq = 0;
+  private ackTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly index: number,
     readonly user: string,
     readonly conn: Conn,
     private readonly ackEvery: number,
+    private readonly ackDelayMs: number,
     private readonly load: Load,
   ) {
     conn.onFrame = (f) => this.onFrame(f);
+  }
+
+  /** ACKs everything delivered so far. */
+  private sendAck(): void {
+    this.unacked = 0;
+    if (this.ackTimer !== undefined) {
+      clearTimeout(this.ackTimer);
+      this.ackTimer = undefined;
+    }
+    if (!this.conn.closed) this.conn.write(encodeFrame({ type: 'ACK', seq: this.lastSeq }));
   }
 
   /** Sends the next message; `at` = its intended send time (open loop), else now. */
@@ -423,9 +446,16 @@ class Endpoint {
     switch (frame.type) {
       case 'DELIVER': {
         const now = nowNs();
-        if (frame.seq > 0 && ++this.unacked >= this.ackEvery) {
-          this.unacked = 0;
-          this.conn.write(encodeFrame({ type: 'ACK', seq: frame.seq }));
+        if (frame.seq > 0) {
+          this.lastSeq = frame.seq;
+          if (++this.unacked >= this.ackEvery) this.sendAck();
+          else if (this.ackTimer === undefined && this.ackDelayMs > 0) {
+            this.ackTimer = setTimeout(() => {
+              this.ackTimer = undefined;
+              if (this.unacked > 0) this.sendAck();
+            }, this.ackDelayMs);
+            this.ackTimer.unref();
+          }
         }
         // The sender's own copy (PROTOCOL.md section 5): acknowledged above, not a delivery.
         if (frame.from === this.user) return;
@@ -556,7 +586,7 @@ export class LoadRun {
         }
         opened++;
         const ackEvery = config.ackEvery || Math.max(1, Math.floor(conn.welcome!.window / 2));
-        return new Endpoint(index, user, conn, ackEvery, load);
+        return new Endpoint(index, user, conn, ackEvery, config.ackDelayMs ?? DEFAULT_ACK_DELAY_MS, load);
       },
     );
     connectAll.catch(() => {}); // A late rejection after a timeout is handled below.

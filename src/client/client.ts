@@ -99,6 +99,9 @@ export interface BackoffOptions {
   maxMs?: number;
 }
 
+/** How long a client waits at most after the first unacknowledged DELIVER before it ACKs, ms. */
+export const DEFAULT_ACK_DELAY_MS = 100;
+
 export interface ClientOptions {
   /** `host:port` (TCP) or whatever the transport understands; or several: one picked at random, the next after a failure. */
   endpoint?: string;
@@ -113,7 +116,7 @@ export interface ClientOptions {
   backoff?: BackoffOptions;
   /** ACK after this many DELIVERs (default and maximum: window/2). */
   ackEvery?: number;
-  /** ACK this long after the last unacknowledged DELIVER, ms (default 100). */
+  /** ACK at the latest this long after the first unacknowledged DELIVER, ms (default 100). */
   ackDelayMs?: number;
   /** From starting a connection to WELCOME, ms (default 10 000); then the attempt is abandoned. */
   handshakeTimeoutMs?: number;
@@ -335,7 +338,7 @@ export class SwitchboardClient extends TypedEmitter<ClientEvents> {
     this.initialMs = Math.max(1, options.backoff?.initialMs ?? 500);
     this.maxMs = Math.max(this.initialMs, options.backoff?.maxMs ?? 30_000);
     this.ackEveryOption = options.ackEvery;
-    this.ackDelayMs = options.ackDelayMs ?? 100;
+    this.ackDelayMs = options.ackDelayMs ?? DEFAULT_ACK_DELAY_MS;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
   }
 

@@ -78,6 +78,40 @@ describe('SBP driver against Switchboard', () => {
     );
     assert.ok(r.drainMs > 0);
   });
+  it('ACKs as the SDK does: at the latest 100 ms after the first unacknowledged DELIVER', async () => {
+    // With the timer, three messages are acknowledged long before window/2 DELIVERs; without it
+    // (ackDelayMs 0) they are still unacknowledged, and a reconnect of the device replays them.
+    for (const [ackDelayMs, replayed] of [
+      [undefined, 0],
+      [0, 3],
+    ] as const) {
+      const tag = `ack-${ackDelayMs ?? 'sdk'}-${Date.now()}`;
+      const driver = new SbpDriver({ ephemeral: false, ackDelayMs });
+      const got: number[] = [];
+      const onFail = (why: string) => assert.fail(why);
+      const receiver = await driver.connect(server.port, `${tag}-r`, {
+        onMessage: () => got.push(1),
+        onFail,
+      });
+      const sender = await driver.connect(server.port, `${tag}-s`, { onMessage: () => {}, onFail });
+      for (let i = 0; i < 3; i++) sender.publish(`${tag}-r`, new Uint8Array(8));
+      await sender.flush();
+      for (let i = 0; i < 50 && got.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(got.length, 3);
+      await new Promise((r) => setTimeout(r, 400)); // well past the 100 ms
+      await receiver.close();
+      await sender.close();
+      const again: number[] = [];
+      const reconnected = await new SbpDriver({ ephemeral: false, replay: true }).connect(
+        server.port,
+        `${tag}-r`,
+        { onMessage: () => again.push(1), onFail },
+      );
+      await new Promise((r) => setTimeout(r, 400));
+      await reconnected.close();
+      assert.equal(again.length, replayed, `ackDelayMs ${ackDelayMs ?? 'default'}: messages replayed`);
+    }
+  });
 });
 
 describe('MQTT 3.1.1 driver against Mosquitto', {

@@ -161,6 +161,10 @@ export function registerBench(program: Command): void {
     .option('--ephemeral', 'ephemeral SENDs (delivered only to connected devices, seq 0)')
     .option('--processes <p>', 'generator processes; each sends only among its own users', '1')
     .option('--ack-every <n>', 'ACK every n DELIVERs (default: half the WELCOME window)')
+    .option(
+      '--ack-delay <ms>',
+      'ACK at the latest this long after the first unacknowledged DELIVER (default: 100, as the SDK; 0: only every n)',
+    )
     .option('--server-pid <pid>', CPU_SERVER_PID_HELP)
     .action(async (flags: Flags) => {
       const m = await import('../../../bench/throughput.js');
@@ -177,6 +181,7 @@ export function registerBench(program: Command): void {
               ephemeral: flags.ephemeral === true,
               processes: str(flags.processes),
               ackEvery: str(flags.ackEvery),
+              ackDelay: str(flags.ackDelay),
               ...commonFlags(flags),
             },
             parseDuration,
