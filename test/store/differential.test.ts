@@ -15,24 +15,29 @@ import fc from 'fast-check';
 import type { AppendRequest, InboxStore } from '../../src/store/inbox-store.js';
 import { RedisInboxStore } from '../../src/store/redis.js';
 import { SqliteInboxStore } from '../../src/store/sqlite.js';
+import {
+  type AckOp,
+  ackAndOpenOps,
+  type OpenOp,
+  offset,
+  RANDOM_CAPS,
+  T0,
+} from '../helpers/random-store-ops.js';
 import { type RedisProcess, startRedis } from '../helpers/redis.js';
 
-const CAPS = { maxMessages: 6, maxBytes: 60, retentionMs: 10_000 };
-const T0 = 1_700_000_000_000;
 const USERS = 3;
 
 type Op =
   | { k: 'append'; items: { to: number; from: number; id: number; t: number; size: number }[] }
   | { k: 'group'; from: number; members: number[]; id: number; t: number }
-  | { k: 'ack'; user: number; device: number; seq: number }
-  | { k: 'open'; user: number; device: number; t: number }
+  | AckOp
+  | OpenOp
   | { k: 'purge'; t: number }
   | { k: 'read'; user: number; after: number; limit: number }
   | { k: 'receipts'; user: number; after: number; upTo: number; limit: number };
 
 const user = fc.integer({ min: 0, max: USERS - 1 });
-const device = fc.integer({ min: 0, max: 1 });
-const time = fc.integer({ min: 0, max: 30_000 });
+const time = offset;
 const small = fc.integer({ min: 0, max: 12 });
 const op: fc.Arbitrary<Op> = fc.oneof(
   {
@@ -61,8 +66,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       t: time,
     }),
   },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('ack' as const), user, device, seq: small }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('open' as const), user, device, t: time }) },
+  ...ackAndOpenOps(user, small),
   { weight: 1, arbitrary: fc.record({ k: fc.constant('purge' as const), t: time }) },
   {
     weight: 1,
@@ -161,8 +165,8 @@ describe('InboxStore backends side by side: SQLite and Redis', () => {
   before(async () => {
     redis = await startRedis({ appendonly: false });
     dir = mkdtempSync(join(tmpdir(), 'switchboard-differential-'));
-    sqlite = await SqliteInboxStore.open({ dir, shardCount: 2, durability: 'normal', caps: CAPS });
-    redisStore = await RedisInboxStore.open({ url: redis.url, caps: CAPS, durability: 'normal' });
+    sqlite = await SqliteInboxStore.open({ dir, shardCount: 2, durability: 'normal', caps: RANDOM_CAPS });
+    redisStore = await RedisInboxStore.open({ url: redis.url, caps: RANDOM_CAPS, durability: 'normal' });
   });
   after(async () => {
     await sqlite?.close();

@@ -15,21 +15,26 @@ import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { shardOf } from '../../src/store/shard.js';
 import { SqliteInboxStore, shardFileName } from '../../src/store/sqlite.js';
+import {
+  type AckOp,
+  ackAndOpenOps,
+  type OpenOp,
+  offset,
+  RANDOM_CAPS,
+  T0,
+} from '../helpers/random-store-ops.js';
 
 const USERS = ['ann', 'ben', 'cat'];
-const CAPS = { maxMessages: 6, maxBytes: 60, retentionMs: 10_000 };
-const T0 = 1_700_000_000_000;
 
 type Op =
   | { k: 'append'; items: { user: number; id: number; t: number; size: number }[] }
-  | { k: 'ack'; user: number; device: number; seq: number }
-  | { k: 'open'; user: number; device: number; t: number }
+  | AckOp
+  | OpenOp
   | { k: 'purge'; t: number; budget: number }
   | { k: 'reopen' };
 
 const user = fc.integer({ min: 0, max: USERS.length - 1 });
-const device = fc.integer({ min: 0, max: 1 });
-const time = fc.integer({ min: 0, max: 30_000 });
+const time = offset;
 const op: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 4,
@@ -46,16 +51,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       ),
     }),
   },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      k: fc.constant('ack' as const),
-      user,
-      device,
-      seq: fc.integer({ min: 0, max: 20 }),
-    }),
-  },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('open' as const), user, device, t: time }) },
+  ...ackAndOpenOps(user, fc.integer({ min: 0, max: 20 })),
   {
     weight: 2,
     arbitrary: fc.record({
@@ -70,7 +66,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 const SHARDS = 2;
 
 function open(dir: string): Promise<SqliteInboxStore> {
-  return SqliteInboxStore.open({ dir, shardCount: SHARDS, durability: 'normal', caps: CAPS });
+  return SqliteInboxStore.open({ dir, shardCount: SHARDS, durability: 'normal', caps: RANDOM_CAPS });
 }
 
 /** The waiting messages of `user` as (seq, clientMsgId), read from its shard file directly. */
