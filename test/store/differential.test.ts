@@ -1,9 +1,9 @@
 /**
  * The two InboxStore backends side by side: random sequences of appends (duplicates, caps, clocks that
  * step back, a sender's own copies and notes to self), acks, device sightings, retention sweeps run to
- * the end, reads and receipt lookups go to a SQLite store and to a Redis store (a real redis-server), and
- * every answer must be the same. The conformance suite checks chosen cases; this looks for the cases
- * nobody chose.
+ * the end, reads and receipt lookups go to a SQLite store and to a Redis store (a real redis-server, then
+ * a Redis Cluster of 3 masters), and every answer must be the same. The conformance suite checks chosen
+ * cases; this looks for the cases nobody chose.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -23,7 +23,7 @@ import {
   RANDOM_CAPS,
   T0,
 } from '../helpers/random-store-ops.js';
-import { type RedisProcess, startRedis } from '../helpers/redis.js';
+import { startRedis, startRedisCluster } from '../helpers/redis.js';
 
 const USERS = 3;
 
@@ -154,43 +154,50 @@ async function apply(store: InboxStore, o: Op, names: string[]): Promise<unknown
   }
 }
 
-describe('InboxStore backends side by side: SQLite and Redis', () => {
-  let redis: RedisProcess;
-  let dir = '';
-  let sqlite: SqliteInboxStore;
-  let redisStore: RedisInboxStore;
-  const run = randomBytes(4).toString('hex');
-  let counter = 0;
+/** The property against a SQLite store and a Redis store on the server(s) `start` brings up. */
+function sideBySide(label: string, start: () => Promise<{ url: string; stop(): Promise<void> }>): void {
+  describe(`InboxStore backends side by side: SQLite and ${label}`, () => {
+    let redis: { url: string; stop(): Promise<void> } | undefined;
+    let dir = '';
+    let sqlite: SqliteInboxStore;
+    let redisStore: RedisInboxStore;
+    const run = randomBytes(4).toString('hex');
+    let counter = 0;
 
-  before(async () => {
-    redis = await startRedis({ appendonly: false });
-    dir = mkdtempSync(join(tmpdir(), 'switchboard-differential-'));
-    sqlite = await SqliteInboxStore.open({ dir, shardCount: 2, durability: 'normal', caps: RANDOM_CAPS });
-    redisStore = await RedisInboxStore.open({ url: redis.url, caps: RANDOM_CAPS, durability: 'normal' });
-  });
-  after(async () => {
-    await sqlite?.close();
-    await redisStore?.close();
-    await redis?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+    before(async () => {
+      redis = await start();
+      dir = mkdtempSync(join(tmpdir(), 'switchboard-differential-'));
+      sqlite = await SqliteInboxStore.open({ dir, shardCount: 2, durability: 'normal', caps: RANDOM_CAPS });
+      redisStore = await RedisInboxStore.open({ url: redis.url, caps: RANDOM_CAPS, durability: 'normal' });
+    });
+    after(async () => {
+      await sqlite?.close();
+      await redisStore?.close();
+      await redis?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
 
-  it('answer every sequence of calls the same', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
-        // Users of their own: both stores keep what earlier runs wrote.
-        const names = Array.from({ length: USERS }, (_, i) => `u${i}-${run}-${++counter}`);
-        for (const [n, o] of ops.entries()) {
-          const [a, b] = await Promise.all([apply(sqlite, o, names), apply(redisStore, o, names)]);
-          assert.deepEqual(
-            a,
-            b,
-            `step ${n} ${JSON.stringify(o)}: SQLite (actual) and Redis (expected) differ`,
-          );
-        }
-        for (const name of names) assert.equal(await sqlite.lastSeq(name), await redisStore.lastSeq(name));
-      }),
-      { numRuns: 150 },
-    );
+    it('answer every sequence of calls the same', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
+          // Users of their own: both stores keep what earlier runs wrote.
+          const names = Array.from({ length: USERS }, (_, i) => `u${i}-${run}-${++counter}`);
+          for (const [n, o] of ops.entries()) {
+            const [a, b] = await Promise.all([apply(sqlite, o, names), apply(redisStore, o, names)]);
+            assert.deepEqual(
+              a,
+              b,
+              `step ${n} ${JSON.stringify(o)}: SQLite (actual) and ${label} (expected) differ`,
+            );
+          }
+          for (const name of names) assert.equal(await sqlite.lastSeq(name), await redisStore.lastSeq(name));
+        }),
+        { numRuns: 150 },
+      );
+    });
   });
-});
+}
+
+sideBySide('Redis', () => startRedis({ appendonly: false }));
+// A cluster's inboxes lie in different slots and masters: one call's copies go to several.
+sideBySide('a Redis Cluster', () => startRedisCluster());
