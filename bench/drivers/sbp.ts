@@ -26,6 +26,7 @@ import {
   SbpError,
   type WelcomeFrame,
 } from '../../src/protocol/index.js';
+import { Acker } from '../lib/acker.js';
 import { Conn, describeFrame } from '../lib/sbp-conn.js';
 import {
   type ConnHandlers,
@@ -121,11 +122,7 @@ class SbpSession implements PeerConn {
   private nextId = 1;
   private accepted = 0;
   private sent = 0;
-  private unacked = 0;
-  private lastSeq = 0;
-  private ackTimer: NodeJS.Timeout | undefined;
-  private readonly ackEvery: number;
-  private readonly ackDelayMs: number;
+  private readonly acker: Acker;
   private failed = false;
   private closing = false;
   private flushes: { upTo: number; pending: Pending }[] = [];
@@ -139,18 +136,15 @@ class SbpSession implements PeerConn {
     private readonly handlers: ConnHandlers,
     private readonly wire: Wire,
   ) {
-    this.ackEvery = Math.max(1, Math.floor(welcome.window / 2));
-    this.ackDelayMs = driver.opts.ackDelayMs ?? DEFAULT_ACK_DELAY_MS;
+    this.acker = new Acker(
+      Math.max(1, Math.floor(welcome.window / 2)),
+      driver.opts.ackDelayMs ?? DEFAULT_ACK_DELAY_MS,
+      (ack) => wire.write(ack),
+    );
   }
 
   subscribe(): Promise<void> {
     return Promise.resolve(); // Every user has an inbox.
-  }
-
-  private sendAck(): void {
-    this.unacked = 0;
-    this.stopAckTimer();
-    this.wire.write(encodeFrame({ type: 'ACK', seq: this.lastSeq }));
   }
 
   publish(to: string, payload: Uint8Array): void {
@@ -185,15 +179,7 @@ class SbpSession implements PeerConn {
 
   /** A DELIVER, decoded or read in place (sbp-conn's onDeliver). */
   onDeliver(seq: number, fromMe: boolean, payload: Uint8Array): void {
-    if (seq > 0) {
-      this.lastSeq = seq;
-      if (++this.unacked >= this.ackEvery) this.sendAck();
-      else if (this.ackTimer === undefined && this.ackDelayMs > 0)
-        this.ackTimer = setTimeout(() => {
-          this.ackTimer = undefined;
-          if (this.unacked > 0) this.sendAck();
-        }, this.ackDelayMs);
-    }
+    if (seq > 0) this.acker.delivered(seq);
     // The sender's own copy (PROTOCOL.md section 5): acknowledged above, not a delivery.
     if (!fromMe) this.handlers.onMessage(payload);
   }
@@ -241,7 +227,7 @@ class SbpSession implements PeerConn {
   fail(why: string): void {
     if (this.failed || this.closing) return;
     this.failed = true;
-    this.stopAckTimer();
+    this.acker.stop();
     const err = new Error(`${this.user}: ${why}`);
     for (const f of this.flushes) f.pending.reject(err);
     for (const p of this.pongs.values()) p.reject(err);
@@ -251,20 +237,14 @@ class SbpSession implements PeerConn {
 
   close(): Promise<void> {
     this.closing = true;
-    this.stopAckTimer();
+    this.acker.stop();
     return this.wire.close();
   }
 
   destroy(): void {
     this.closing = true;
-    this.stopAckTimer();
+    this.acker.stop();
     this.wire.destroy();
-  }
-
-  private stopAckTimer(): void {
-    if (this.ackTimer === undefined) return;
-    clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
   }
 }
 

@@ -26,6 +26,7 @@ import {
   isFatalCode,
   SEND_FLAG_EPHEMERAL,
 } from '../../src/protocol/index.js';
+import { Acker } from './acker.js';
 import { describeMachine } from './docs.js';
 import { intFlag } from './flags.js';
 import { type Histogram, latencySummary, newHistogram } from './latency.js';
@@ -389,29 +390,20 @@ class Endpoint {
   private nextId = 1;
   /** Send time (ns; in an open loop the intended one) of each message in flight, by clientMsgId. */
   readonly sentAt = new Map<number, number>();
-  private unacked = 0;
-  private lastSeq = 0;
-  private ackTimer: NodeJS.Timeout | undefined;
+  private readonly acker: Acker;
 
   constructor(
     readonly index: number,
     readonly user: string,
     readonly conn: Conn,
-    private readonly ackEvery: number,
-    private readonly ackDelayMs: number,
+    ackEvery: number,
+    ackDelayMs: number,
     private readonly load: Load,
   ) {
     conn.onFrame = (f) => this.onFrame(f);
-  }
-
-  /** ACKs everything delivered so far. */
-  private sendAck(): void {
-    this.unacked = 0;
-    if (this.ackTimer !== undefined) {
-      clearTimeout(this.ackTimer);
-      this.ackTimer = undefined;
-    }
-    if (!this.conn.closed) this.conn.write(encodeFrame({ type: 'ACK', seq: this.lastSeq }));
+    this.acker = new Acker(ackEvery, ackDelayMs, (ack) => {
+      if (!conn.closed) conn.write(ack);
+    });
   }
 
   /** Sends the next message; `at` = its intended send time (open loop), else now. */
@@ -446,17 +438,7 @@ class Endpoint {
     switch (frame.type) {
       case 'DELIVER': {
         const now = nowNs();
-        if (frame.seq > 0) {
-          this.lastSeq = frame.seq;
-          if (++this.unacked >= this.ackEvery) this.sendAck();
-          else if (this.ackTimer === undefined && this.ackDelayMs > 0) {
-            this.ackTimer = setTimeout(() => {
-              this.ackTimer = undefined;
-              if (this.unacked > 0) this.sendAck();
-            }, this.ackDelayMs);
-            this.ackTimer.unref();
-          }
-        }
+        if (frame.seq > 0) this.acker.delivered(frame.seq);
         // The sender's own copy (PROTOCOL.md section 5): acknowledged above, not a delivery.
         if (frame.from === this.user) return;
         const sender = this.load.byUser.get(frame.from);
