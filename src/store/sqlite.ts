@@ -358,7 +358,7 @@ class Shard {
     s.payloadSize.pluck();
     this.s = s;
     s.receiptRow.raw(true);
-    this.counters = new InboxCounterTable((user) => (s.removedThrough.get(user) as number | undefined) ?? 0);
+    this.counters = new InboxCounterTable((user) => this.removedThrough(user));
     for (const [user, seq, id, source, bytes] of s.liveRows.raw(true).iterate() as IterableIterator<
       [string, number, number, number, number]
     >) {
@@ -527,20 +527,17 @@ class Shard {
     rows: { lastSeq: number; count: number; bytes: number };
   } {
     const { lastSeq, count, bytes } = this.counters.get(user);
-    const live = this.db
+    // Waiting messages (payload not NULL) counted, and the highest seq of any row, tombstones included.
+    const rows = this.db
       .prepare(
-        `SELECT count(*) AS count, coalesce(sum(length(payload)), 0) AS bytes FROM message
-          WHERE user = ? AND payload IS NOT NULL`,
+        `SELECT count(payload) AS count, coalesce(sum(length(payload)), 0) AS bytes,
+          coalesce(max(seq), 0) AS top FROM message WHERE user = ?`,
       )
-      .get(user) as { count: number; bytes: number };
-    const top = this.db
-      .prepare(
-        `SELECT max(coalesce((SELECT max(seq) FROM message WHERE user = ?), 0),
-          coalesce((SELECT max(last_seq, purged_through) FROM inbox WHERE user = ?), 0))`,
-      )
-      .pluck()
-      .get(user, user) as number;
-    return { held: { lastSeq, count, bytes }, rows: { lastSeq: top, count: live.count, bytes: live.bytes } };
+      .get(user) as { count: number; bytes: number; top: number };
+    return {
+      held: { lastSeq, count, bytes },
+      rows: { lastSeq: Math.max(rows.top, this.removedThrough(user)), count: rows.count, bytes: rows.bytes },
+    };
   }
 
   get liveMessages(): number {
@@ -561,21 +558,25 @@ class Shard {
       for (let i = 0; i < n; i++) {
         const id = ids[i]!;
         if (id < 0) continue; // an own copy, a group message or a note to self
-        const held = this.receipts.get(id);
-        if (held !== undefined) {
-          if (held.seq !== seqs[i]) throw outOfStep(user);
-          found.push(held);
-          if (found.length >= limit) return found;
-          continue;
-        }
-        const row = this.s.receiptRow.get(id) as [number, string, string, number] | undefined;
-        if (row === undefined || row[0] !== seqs[i]) throw outOfStep(user);
-        found.push({ seq: row[0], from: row[1], fromDevice: row[2], clientMsgId: row[3] });
+        const source = this.receipts.get(id) ?? this.receiptRowSource(id);
+        if (source === undefined || source.seq !== seqs[i]) throw outOfStep(user);
+        found.push(source);
         if (found.length >= limit) return found;
       }
       if (n < RANGE_CHUNK) return found;
       after = seqs[n - 1]!;
     }
+  }
+
+  /** The highest seq of `user`'s removed rows, as its inbox row records it (0 without a row). */
+  private removedThrough(user: string): number {
+    return (this.s.removedThrough.get(user) as number | undefined) ?? 0;
+  }
+
+  /** A receipt source read from its row: one the receipt cache does not hold (any more). */
+  private receiptRowSource(id: number): ReceiptSource | undefined {
+    const row = this.s.receiptRow.get(id) as [number, string, string, number] | undefined;
+    return row && { seq: row[0], from: row[1], fromDevice: row[2], clientMsgId: row[3] };
   }
 
   /** One bounded retention step in its own transaction; returns the work done (see purge()). */
