@@ -16,7 +16,7 @@ import {
 } from './lib/fleet.js';
 import { machineInfo } from './lib/machine.js';
 import { killAllRedisNow } from './lib/redis-server.js';
-import { int, runEach, runMain } from './lib/report.js';
+import { int, labelledMarkdownTable, labelledTextTable, runEach, runMain } from './lib/report.js';
 import { durabilityList, installCleanup, intArg, scriptOptions } from './lib/throughput.js';
 
 interface Options extends FleetOptions {
@@ -166,21 +166,6 @@ function redisCells(r: FleetResult): string[] {
   ];
 }
 
-function textTable(columns: readonly string[], rows: string[][]): string {
-  const widths = columns.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (c: readonly string[]): string =>
-    c.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
-  return [line(columns), ...rows.map(line)].join('\n');
-}
-
-function markdownTable(columns: readonly string[], rows: string[][]): string {
-  return [
-    `| ${columns.join(' | ')} |`,
-    `|${columns.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n');
-}
-
 const onRedis = (results: FleetResult[]): FleetResult[] => results.filter((r) => r.redisServers > 0);
 
 // ------------------------------------------------------------------ what the figures say
@@ -304,14 +289,14 @@ function section(
     `- Redis: a fresh redis-server per row (the Cluster: 3 masters + 3 replicas), ${describeRedis(opts)}.`,
     '- No pinning: nodes, Redis and the generator share every core.',
     '',
-    markdownTable(COLUMNS, results.map(cells)),
+    labelledMarkdownTable(COLUMNS, results.map(cells)),
     '',
   ];
   if (onRedis(results).length > 0) {
     lines.push(
       'Redis, per delivered message:',
       '',
-      markdownTable(REDIS_COLUMNS, onRedis(results).map(redisCells)),
+      labelledMarkdownTable(REDIS_COLUMNS, onRedis(results).map(redisCells)),
       '',
       'Commands run per delivered message, by command:',
       '',
@@ -365,10 +350,10 @@ async function main(): Promise<number> {
       [
         `Switchboard many-machines benchmark: ${describeWorkload(opts)}`,
         `1 worker per node, durability ${opts.durability}, Redis ${describeRedis(opts)}; ${describeMachine()}`,
-        textTable(COLUMNS, results.map(cells)),
+        labelledTextTable(COLUMNS, results.map(cells)),
         '',
         'Redis, per delivered message:',
-        textTable(REDIS_COLUMNS, onRedis(results).map(redisCells)),
+        labelledTextTable(REDIS_COLUMNS, onRedis(results).map(redisCells)),
         'Commands run per delivered message, by command:',
         ...commandLines(results),
         '',

@@ -111,3 +111,20 @@ export async function runEach<C, R>(
   }
   return { results, failures };
 }
+
+/** A text table whose first column is a label (left-aligned) and the others figures (right-aligned). */
+export function labelledTextTable(columns: readonly string[], rows: string[][]): string {
+  const widths = columns.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (c: readonly string[]): string =>
+    c.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
+  return [line(columns), ...rows.map(line)].join('\n');
+}
+
+/** The same as a Markdown table. */
+export function labelledMarkdownTable(columns: readonly string[], rows: string[][]): string {
+  return [
+    `| ${columns.join(' | ')} |`,
+    `|${columns.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}

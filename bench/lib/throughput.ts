@@ -29,7 +29,7 @@ import {
 import { Acker } from './acker.js';
 import { describeMachine } from './docs.js';
 import { intFlag } from './flags.js';
-import { type Histogram, latencySummary, newHistogram } from './latency.js';
+import { type Histogram, type LatencySummary, latencySummary, newHistogram } from './latency.js';
 import { GENERATOR_CPU, loadAverage, machineInfo, pinningProblem, pinSelf, SERVER_CPU } from './machine.js';
 import { cpusAllowed, type MachineCpu, machineCpu, type TreeCpu, treeCpu, treeCpusAllowed } from './proc.js';
 import { endProgress, progress, round, runMain } from './report.js';
@@ -233,6 +233,13 @@ export interface LoadConfig {
   lossTimeoutMs: number;
   /** No delivery for this long fails the run. */
   stallMs: number;
+  /** Latency is also summarized per bucket of this many seconds since the load started (default 1). */
+  latencyBucketSeconds?: number;
+  /**
+   * Durable only: after the window, wait up to this long (ms) for every message sent to be delivered,
+   * and report those that were not (`undelivered`); default 0, no wait.
+   */
+  drainMs?: number;
 }
 
 /** What a closed-loop durable load (the conventions' workload) leaves to its caller. */
@@ -305,6 +312,13 @@ export interface LoadResult {
   histogram: Histogram;
   /** Messages delivered in each second since the load started (warm-up included). */
   deliveredPerSecond: number[];
+  /**
+   * Latency of the deliveries in each bucket of `latencyBucketSeconds` since the load started (warm-up
+   * included), ms; null for a bucket without deliveries.
+   */
+  latencyPerBucket: (LatencySummary | null)[];
+  /** With `drainMs`: messages sent and still not delivered once the drain ended; else null. */
+  undelivered: number | null;
   /** ERROR frames received, by name. */
   errorsByName: Record<string, number>;
   /** Why the run failed (any ERROR, a lost connection, a stall), or null. */
@@ -320,6 +334,10 @@ class Run {
   lost = 0;
   readonly histogram = newHistogram();
   readonly series: number[] = [];
+  /** The latency of the current bucket's deliveries, µs, summarized into `bucketLatency` when it ends. */
+  private readonly bucketHistogram = newHistogram();
+  private bucket = 0;
+  readonly bucketLatency: (LatencySummary | null)[] = [];
   readonly errorsByName: Record<string, number> = {};
   startNs = 0;
   windowStartNs = Number.POSITIVE_INFINITY;
@@ -331,14 +349,30 @@ class Run {
     this.failed = resolve;
   });
 
+  constructor(private readonly bucketNs: number) {}
+
   recordDelivery(now: number, latencyNs: number): void {
     this.delivered++;
+    const us = Math.max(1, Math.round(latencyNs / 1000));
     const second = Math.floor((now - this.startNs) / 1e9);
     if (second >= 0) this.series[second] = (this.series[second] ?? 0) + 1;
     if (now >= this.windowStartNs && now < this.windowEndNs) {
       this.inWindow++;
-      this.histogram.recordValue(Math.max(1, Math.round(latencyNs / 1000))); // µs
+      this.histogram.recordValue(us);
     }
+    // Deliveries come in clock order, so a bucket ends when the first delivery of a later one arrives.
+    const bucket = Math.max(0, Math.floor((now - this.startNs) / this.bucketNs));
+    if (bucket !== this.bucket) this.endBucket(bucket);
+    this.bucketHistogram.recordValue(us);
+  }
+
+  /** Summarizes the current bucket (if it had deliveries) and starts bucket `next`. */
+  endBucket(next: number): void {
+    if (this.bucketHistogram.totalCount > 0) {
+      this.bucketLatency[this.bucket] = latencySummary(this.bucketHistogram);
+      this.bucketHistogram.reset();
+    }
+    this.bucket = next;
   }
 
   countError(name: string): void {
@@ -538,7 +572,7 @@ export class LoadRun {
   static async connect(config: LoadConfig, label: string, quiet = false): Promise<LoadRun> {
     const ports = config.fleetPorts ?? [config.port];
     const { users, senders, pick, nodeOf } = plan(config.workload, config.userPrefix, ports.length);
-    const run = new Run();
+    const run = new Run((config.latencyBucketSeconds ?? 1) * 1e9);
     const load = new Load(
       run,
       users,
@@ -722,6 +756,8 @@ export class LoadRun {
     );
     if (run.failure === null) await Promise.race([finished, run.failedPromise]);
     clearTimeout(deadline);
+    const undelivered = config.drainMs && !config.ephemeral ? await this.drain(config.drainMs, run) : null;
+    run.endBucket(0);
     clearInterval(printer);
     clearInterval(sweeper);
     clearTimeout(ticker);
@@ -743,10 +779,23 @@ export class LoadRun {
       lost: run.lost,
       histogram: run.histogram,
       deliveredPerSecond: Array.from(run.series, (v) => v ?? 0),
+      latencyPerBucket: Array.from(run.bucketLatency, (v) => v ?? null),
+      undelivered,
       errorsByName: { ...run.errorsByName },
       failure: run.failure,
       generatorCpuSeconds: gen === null ? 0 : (gen.user + gen.system) / 1e6,
     };
+  }
+
+  /**
+   * Waits up to `limitMs` (nothing more being sent) for every message sent to be delivered; returns how
+   * many were not. Ends early on a failure.
+   */
+  private async drain(limitMs: number, run: Run): Promise<number> {
+    const waiting = (): number => this.endpoints.reduce((n, e) => n + e.sentAt.size, 0);
+    const deadline = Date.now() + limitMs;
+    while (waiting() > 0 && Date.now() < deadline && run.failure === null) await sleep(50);
+    return waiting();
   }
 
   /** BYE on every connection, then destroys what is left 200 ms later. */

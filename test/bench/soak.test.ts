@@ -1,0 +1,135 @@
+/**
+ * The soak benchmark (bench/soak.ts), small: 20 users at 200 msg/s for 4 s, a sample every second. The
+ * script as a user runs it: it starts its own server, samples it while the load runs, drains what is
+ * in flight, stops the server, prints one JSON object, writes its section of a Markdown file and both
+ * charts — and leaves nothing behind in its temp folder.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { SoakResult } from '../../bench/soak.js';
+
+const SCRIPT = fileURLToPath(new URL('../../bench/soak.js', import.meta.url));
+
+function runScript(
+  args: string[],
+  tmp: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [SCRIPT, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TMPDIR: tmp },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+describe('bench:soak script', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-soak-test-'));
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('samples a server under a steady load, delivers everything sent, and writes its section and charts', async () => {
+    const doc = path.join(dir, 'BENCH.md');
+    writeFileSync(
+      doc,
+      '# Benchmarks\n\nkept above\n\n<!-- soak:start -->\nold\n<!-- soak:end -->\n\nkept below\n',
+    );
+    const svg = path.join(dir, 'soak.svg');
+    const tmp = path.join(dir, 'tmp');
+    mkdirSync(tmp);
+    const { code, stdout, stderr } = await runScript(
+      [
+        '--duration',
+        '4s',
+        '--every',
+        '1s',
+        '--rate',
+        '200',
+        '--users',
+        '20',
+        '--json',
+        '--write',
+        doc,
+        '--svg',
+        svg,
+      ],
+      tmp,
+    );
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(readdirSync(tmp), [], 'the server and its data folder removed');
+
+    const r = JSON.parse(stdout) as SoakResult;
+    assert.equal(r.benchmark, 'soak');
+    assert.equal(r.ok, true, String(r.failure));
+    assert.equal(r.users, 20);
+    assert.equal(r.rate, 200);
+    // Every message sent was delivered: those in flight at the end arrived during the drain.
+    assert.ok(r.sent >= 600, `sent ${r.sent}`);
+    assert.equal(r.undelivered, 0);
+    assert.equal(r.delivered, r.sent);
+    assert.deepEqual(r.errorsByName, {});
+    assert.equal(r.serverExit, 'exit code 0');
+    // One row per second of load, each with what the server did in it.
+    assert.equal(r.intervals.length, 4);
+    for (const i of r.intervals) {
+      assert.ok(i.msgPerSec > 100 && i.msgPerSec < 300, `about 200 msg/s in each interval: ${i.msgPerSec}`);
+      assert.ok(i.latencyMs !== null && i.latencyMs.p50 > 0 && i.latencyMs.p50 <= i.latencyMs.p99);
+      assert.ok(i.latencyMs.p99 <= i.latencyMs.max);
+      assert.ok(i.serverRssBytes > 10 * 2 ** 20, 'the server tree holds some memory');
+      assert.ok(i.serverCpuPercent > 0);
+    }
+    // The store grew on disk with what it kept.
+    assert.ok(r.dataBytes.end > r.dataBytes.before, 'the data folder grew');
+    assert.ok(r.dataBytesPerMessage !== null && r.dataBytesPerMessage > 0);
+    assert.ok(r.serverRssBytes.max >= r.serverRssBytes.end);
+
+    const text = readFileSync(doc, 'utf8');
+    assert.ok(text.startsWith('# Benchmarks\n\nkept above\n\n<!-- soak:start -->\nMeasured '));
+    assert.ok(text.endsWith('<!-- soak:end -->\n\nkept below\n'));
+    assert.ok(!text.includes('\nold\n'));
+    assert.match(
+      text,
+      /\| time \| msg\/s \| p50 ms \| p99 ms \| max ms \| server CPU % \| server RSS MiB \| data MiB \|/,
+    );
+    assert.match(text, /0 undelivered/);
+    assert.match(text, /!\[server memory and data folder over the soak\]\(soak\.svg\)/);
+    assert.match(text, /!\[latency per interval over the soak\]\(soak-latency\.svg\)/);
+    assert.match(readFileSync(svg, 'utf8'), /^<svg [^>]*>[\s\S]*data folder[\s\S]*<\/svg>\s*$/);
+    assert.match(
+      readFileSync(path.join(dir, 'soak-latency.svg'), 'utf8'),
+      /^<svg [^>]*>[\s\S]*p99[\s\S]*<\/svg>\s*$/,
+    );
+  });
+
+  it('refuses bad flags with the usage, starting nothing', async () => {
+    const tmp = path.join(dir, 'tmp-bad');
+    mkdirSync(tmp);
+    for (const args of [
+      ['--every', '1500ms'],
+      ['--every', '2m', '--duration', '1m'],
+      ['--durability', 'normal,full'],
+      ['--svg', 'chart.png'],
+      ['--rate', '0'],
+    ]) {
+      const { code, stderr } = await runScript(args, tmp);
+      assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
+      assert.match(stderr, /usage: node dist\/bench\/soak\.js/);
+    }
+    assert.deepEqual(readdirSync(tmp), []);
+  });
+});
