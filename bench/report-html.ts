@@ -2,7 +2,8 @@
  * The `--report out.html` page of every `switchboard bench` scenario: one self-contained HTML file (no
  * external script, style sheet or font; the charts are inline SVG drawn by bench/lib/chart.ts) with the
  * summary table, the machine, the command line, and the charts the scenario has — throughput over time,
- * connections over time, the latency percentile distribution — and the full JSON result at the end.
+ * connections over time, latency over time, the latency percentile distribution — and the full JSON
+ * result at the end.
  */
 import { writeFileSync } from 'node:fs';
 import type { ConnectionsResult } from './connections.js';
@@ -22,6 +23,8 @@ export interface ReportInput {
   summary: [string, string][];
   throughput?: LineChart;
   connections?: LineChart;
+  /** Latency percentiles per interval over time. */
+  latencyOverTime?: LineChart;
   latency?: PercentileChart;
   /** Sentences under the table (how to read the figures, warnings). */
   notes?: string[];
@@ -79,6 +82,7 @@ export function renderReport(input: ReportInput): string {
   const charts: string[] = [];
   if (input.connections) charts.push(`<figure>${lineChartSvg(input.connections)}</figure>`);
   if (input.throughput) charts.push(`<figure>${lineChartSvg(input.throughput)}</figure>`);
+  if (input.latencyOverTime) charts.push(`<figure>${lineChartSvg(input.latencyOverTime)}</figure>`);
   if (input.latency) charts.push(`<figure>${percentileChartSvg(input.latency)}</figure>`);
   const notes = input.notes ?? [];
   return `<!DOCTYPE html>

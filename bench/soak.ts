@@ -172,8 +172,16 @@ export interface SoakResult {
   errorsByName: Record<string, number>;
   latencyMs: LatencySummary;
   intervals: SoakInterval[];
-  /** Before the load, after the first interval, at the end and the highest sample. */
-  serverRssBytes: { before: number; afterFirst: number; end: number; max: number };
+  /**
+   * Before the load, at the end, the highest sample, and over the second half of the run (once caches
+   * have filled): its lowest and highest sample and the least-squares trend, bytes per minute.
+   */
+  serverRssBytes: {
+    before: number;
+    end: number;
+    max: number;
+    secondHalf: { min: number; max: number; trendPerMinute: number } | null;
+  };
   dataBytes: { before: number; end: number };
   /** Data folder growth per message delivered over the run. */
   dataBytesPerMessage: number | null;
@@ -205,6 +213,30 @@ function sampleServer(server: ServerProcess, atSeconds: number): Sample {
     rssBytes: totalRss(treeRss([server.pid])),
     cpuSeconds: treesCpu([server.pid]).seconds,
     dataBytes: folderBytes(server.dir),
+  };
+}
+
+/** The RSS samples from `fromSeconds` on: range and least-squares slope (bytes per minute); null if < 2. */
+function secondHalf(
+  samples: Sample[],
+  fromSeconds: number,
+): { min: number; max: number; trendPerMinute: number } | null {
+  const late = samples.filter((s) => s.atSeconds >= fromSeconds);
+  if (late.length < 2) return null;
+  const n = late.length;
+  const mx = late.reduce((a, s) => a + s.atSeconds / 60, 0) / n;
+  const my = late.reduce((a, s) => a + s.rssBytes, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  for (const s of late) {
+    sxy += (s.atSeconds / 60 - mx) * (s.rssBytes - my);
+    sxx += (s.atSeconds / 60 - mx) ** 2;
+  }
+  const rss = late.map((s) => s.rssBytes);
+  return {
+    min: Math.min(...rss),
+    max: Math.max(...rss),
+    trendPerMinute: Math.round(sxx > 0 ? sxy / sxx : 0),
   };
 }
 
@@ -335,9 +367,9 @@ async function soak(opts: Options): Promise<SoakResult> {
       intervals,
       serverRssBytes: {
         before: samples[0]!.rssBytes,
-        afterFirst: samples[1]?.rssBytes ?? end.rssBytes,
         end: samples[samples.length - 1]!.rssBytes,
         max: Math.max(...rss),
+        secondHalf: secondHalf(samples, opts.durationMs / 2000),
       },
       dataBytes: { before: samples[0]!.dataBytes, end: end.dataBytes },
       dataBytesPerMessage:
@@ -390,10 +422,14 @@ function describeLoad(r: SoakResult): string {
 /** What the figures say, in sentences: the reader's questions answered. */
 function findings(r: SoakResult): string[] {
   const rss = r.serverRssBytes;
-  const grew = rss.end - rss.afterFirst;
+  const half = rss.secondHalf;
+  const trend =
+    half === null
+      ? ''
+      : ` Over the second half of the run it stayed within ${bytes(half.min)}–${bytes(half.max)}, a trend of ${half.trendPerMinute >= 0 ? '+' : '−'}${bytes(Math.abs(half.trendPerMinute))} per minute.`;
   const out = [
     `Delivered ${int(r.delivered)} of ${int(r.sent)} sent; after the drain ${r.undelivered === null ? 'not checked' : `${int(r.undelivered)} undelivered`}; errors: ${Object.keys(r.errorsByName).length === 0 ? 'none' : JSON.stringify(r.errorsByName)}. The server ${r.serverExit === 'exit code 0' ? 'exited cleanly (code 0) on SIGTERM' : `ended with ${r.serverExit}`}.`,
-    `Server memory (the whole process tree's RSS): ${bytes(rss.before)} before the load, ${bytes(rss.afterFirst)} after the first interval, ${bytes(rss.end)} at the end (${grew >= 0 ? '+' : '−'}${bytes(Math.abs(grew))} over the rest of the run), at most ${bytes(rss.max)}.`,
+    `Server memory (the whole process tree's RSS): ${bytes(rss.before)} before the load, ${bytes(rss.end)} at the end, at most ${bytes(rss.max)}.${trend}`,
     `Data folder: ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`} (both copies of each message, its dedupe entry, and the tombstones the retention period keeps).`,
     `Latency over the whole run: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, p99.9 ${r.latencyMs.p999} ms, max ${r.latencyMs.max} ms; server CPU ${r.serverCpuMicrosPerMessage ?? '–'} µs per message.`,
   ];

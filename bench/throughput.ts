@@ -175,7 +175,13 @@ export interface ThroughputScenarioResult {
   otherCpuPercent: number | null;
   errorsByName: Record<string, number>;
   sessionsByNode: Record<string, number>;
-  timeSeries: { intervalSeconds: number; warmupSeconds: number; delivered: number[] };
+  timeSeries: {
+    intervalSeconds: number;
+    warmupSeconds: number;
+    delivered: number[];
+    /** Latency of each second's deliveries, warm-up included (see mergeLatencySeries); null: none. */
+    latencyMs: (LatencySummary | null)[];
+  };
   loadAverage: [number, number, number];
   cores: number;
   node: string;
@@ -261,9 +267,39 @@ interface Part {
   sent: number;
   lost: number;
   deliveredPerSecond: number[];
+  /** Latency of each second's deliveries (LoadResult.latencyPerBucket, 1 s buckets). */
+  latencyPerBucket: (LatencySummary | null)[];
   errorsByName: Record<string, number>;
   failure: string | null;
   generatorCpuSeconds: number;
+}
+
+/**
+ * Each second's latency over the generator processes: exact with one; with several, each figure is the
+ * highest of the processes' (an upper bound: their histograms are not kept per second).
+ */
+export function mergeLatencySeries(series: (LatencySummary | null)[][]): (LatencySummary | null)[] {
+  const out: (LatencySummary | null)[] = [];
+  const length = Math.max(0, ...series.map((s) => s.length));
+  for (let i = 0; i < length; i++) {
+    let merged: LatencySummary | null = null;
+    for (const s of series) {
+      const l = s[i];
+      if (l === null || l === undefined) continue;
+      merged =
+        merged === null
+          ? { ...l }
+          : {
+              p50: Math.max(merged.p50, l.p50),
+              p90: Math.max(merged.p90, l.p90),
+              p99: Math.max(merged.p99, l.p99),
+              p999: Math.max(merged.p999, l.p999),
+              max: Math.max(merged.max, l.max),
+            };
+    }
+    out.push(merged);
+  }
+  return out;
 }
 
 /** Figures read at the window's start and end. */
@@ -409,6 +445,7 @@ async function runForked(
         sent: 0,
         lost: 0,
         deliveredPerSecond: [],
+        latencyPerBucket: [],
         errorsByName: {},
         failure: error,
         generatorCpuSeconds: 0,
@@ -452,6 +489,7 @@ export async function runThroughput(opts: ThroughputScenarioOptions): Promise<Th
         sent: 0,
         lost: 0,
         deliveredPerSecond: [],
+        latencyPerBucket: [],
         errorsByName: {},
         failure: message,
         generatorCpuSeconds: 0,
@@ -523,7 +561,12 @@ export async function runThroughput(opts: ThroughputScenarioOptions): Promise<Th
     otherCpuPercent: other === null ? null : per(other),
     errorsByName,
     sessionsByNode,
-    timeSeries: { intervalSeconds: 1, warmupSeconds: opts.warmupMs / 1000, delivered: series },
+    timeSeries: {
+      intervalSeconds: 1,
+      warmupSeconds: opts.warmupMs / 1000,
+      delivered: series,
+      latencyMs: mergeLatencySeries(parts.map((p) => p.latencyPerBucket)),
+    },
     loadAverage: load,
     cores: os.cpus().length,
     node: process.version,
@@ -635,6 +678,23 @@ export function throughputReport(r: ThroughputScenarioResult, command = commandT
       series: [
         { name: 'delivered', points: ratePoints(r.timeSeries.delivered, r.timeSeries.intervalSeconds) },
       ],
+      bands: r.warmupSeconds > 0 ? [{ from: 0, to: r.warmupSeconds, label: 'warm-up' }] : [],
+      xMax: Math.max(r.warmupSeconds + r.durationSeconds, r.timeSeries.delivered.length),
+    },
+    latencyOverTime: {
+      title: 'Latency per second',
+      subtitle:
+        r.processes > 1
+          ? `each figure the highest of the ${r.processes} generator processes' in that second`
+          : 'the messages delivered in each second',
+      xLabel: 'seconds since the load started',
+      unit: 'ms',
+      series: (['p50', 'p99', 'max'] as const).map((k) => ({
+        name: k,
+        points: r.timeSeries.latencyMs.flatMap((l, i): [number, number][] =>
+          l === null ? [] : [[i + 0.5, l[k]]],
+        ),
+      })),
       bands: r.warmupSeconds > 0 ? [{ from: 0, to: r.warmupSeconds, label: 'warm-up' }] : [],
       xMax: Math.max(r.warmupSeconds + r.durationSeconds, r.timeSeries.delivered.length),
     },

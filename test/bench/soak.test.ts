@@ -97,6 +97,9 @@ describe('bench:soak script', () => {
     assert.ok(r.dataBytes.end > r.dataBytes.before, 'the data folder grew');
     assert.ok(r.dataBytesPerMessage !== null && r.dataBytesPerMessage > 0);
     assert.ok(r.serverRssBytes.max >= r.serverRssBytes.end);
+    const half = r.serverRssBytes.secondHalf;
+    assert.ok(half !== null && half.min > 0 && half.min <= half.max && half.max <= r.serverRssBytes.max);
+    assert.equal(typeof half.trendPerMinute, 'number');
 
     const text = readFileSync(doc, 'utf8');
     assert.ok(text.startsWith('# Benchmarks\n\nkept above\n\n<!-- soak:start -->\nMeasured '));

@@ -66,7 +66,11 @@ interface ThroughputJson {
   serverCpuSeconds: number | null;
   serverCpuMicrosPerMessage: number | null;
   errorsByName: Record<string, number>;
-  timeSeries: { intervalSeconds: number; delivered: number[] };
+  timeSeries: {
+    intervalSeconds: number;
+    delivered: number[];
+    latencyMs: ({ p50: number; p99: number; max: number } | null)[];
+  };
 }
 
 interface DrainJson {
@@ -118,6 +122,13 @@ function checkThroughput(r: ThroughputJson, server: ServerProcess): void {
   assert.equal(typeof r.serverCpuMicrosPerMessage, 'number');
   assert.ok(r.timeSeries.delivered.length >= 2);
   assert.ok(r.timeSeries.delivered.reduce((a, b) => a + b, 0) >= r.delivered);
+  // Each second's latency: a summary where that second delivered messages, null where it did not.
+  assert.ok(r.timeSeries.latencyMs.length >= 2);
+  r.timeSeries.delivered.forEach((n, i) => {
+    const l = r.timeSeries.latencyMs[i] ?? null;
+    assert.equal(l !== null, n > 0, `second ${i}: ${n} delivered, latency ${JSON.stringify(l)}`);
+    if (l !== null) assert.ok(l.p50 > 0 && l.p50 <= l.p99 && l.p99 <= l.max, JSON.stringify(l));
+  });
 }
 
 describe('bench scenarios against a server', () => {
@@ -161,8 +172,9 @@ describe('bench scenarios against a server', () => {
 
     const html = fs.readFileSync(report, 'utf8');
     assert.match(html, /^<!DOCTYPE html>/);
-    assert.equal((html.match(/<svg /g) ?? []).length, 2, 'throughput and latency charts');
+    assert.equal((html.match(/<svg /g) ?? []).length, 3, 'throughput, latency over time and latency charts');
     assert.match(html, /Delivered messages per second/);
+    assert.match(html, /Latency per second/);
     assert.match(html, /Latency by percentile/);
     assert.match(html, /99\.999 %/);
     assert.match(html, /<polyline /);
