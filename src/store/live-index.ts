@@ -80,6 +80,14 @@ export class LiveIndex {
     return n;
   }
 
+  /** Whether message `seq` of `user`'s inbox is live. */
+  has(user: string, seq: number): boolean {
+    const inbox = this.inboxes.get(user);
+    if (inbox === undefined) return false;
+    const i = inbox.head + seq - inbox.first;
+    return i >= inbox.head && i < inbox.ids.length && inbox.ids[i] !== 0;
+  }
+
   /** Removes `user`'s entries with seq ≤ throughSeq (acknowledged, now tombstones). */
   removeThrough(user: string, throughSeq: number): void {
     const inbox = this.inboxes.get(user);

@@ -9,7 +9,7 @@
  * OS's hands when COMMIT returns, so it survives kill -9 of the process, not a power cut), `'full'` runs
  * `synchronous=FULL` (one fsync of the WAL per commit batch, so it also survives power loss).
  *
- * Data format (schema version 5, in PRAGMA user_version; `meta` records the shard index and count):
+ * Data format (schema version 6, in PRAGMA user_version; `meta` records the shard index and count):
  * - `inbox`: a row per user some of whose messages are gone — `purged_through`: every seq at or below it
  *   has been removed as acknowledged; `last_seq`: the highest seq of a message removed as expired. With
  *   the seqs of the rows, they give the highest seq ever assigned (seqs are never reused); that and each
@@ -20,10 +20,11 @@
  *   live messages is held in memory instead (live-index.ts), rebuilt from the table on open. Dedupe uses
  *   the same rows (unique index on client_msg_id, sender, sender_device, user: led by the id, which grows
  *   with time, so inserts stay on its last pages): a message removed because every recent device
- *   acknowledged it stays as a *tombstone* (payload NULL) until it is older than the retention period,
- *   when the row goes for good. A message can never outlive its retention, and its id only needs
- *   remembering that long, so one row and one ts index serve both, and an append costs one insert
- *   instead of two. Tombstones all have seq ≤ `purged_through`; the live messages are the rest.
+ *   acknowledged it stays as a *tombstone* until it is older than the retention period, when the row goes
+ *   for good. A message can never outlive its retention, and its id only needs remembering that long, so
+ *   one row and one ts index serve both, and an append costs one insert instead of two. The tombstones
+ *   are the rows with seq ≤ `purged_through` (their payload NULLed only when large: TOMBSTONE_MIN_BYTES);
+ *   the live messages are the rest.
  * - `device`: one row per (user, device) — `acked_seq` (the cursor), `last_seen` (last HELLO) and
  *   `ack_pending`, set when an ack may let the retention sweep remove messages (a partial index lists
  *   exactly those users, so the sweep never scans inboxes that have nothing to do).
@@ -70,7 +71,7 @@ export interface SqliteInboxStoreOptions {
 }
 
 /** Version of the schema below, kept in PRAGMA user_version; a newer file is refused, not guessed at. */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** The file name of shard `index`: shard-00.db, shard-01.db, … (three digits from shard 100 on). */
 export function shardFileName(index: number): string {
@@ -173,10 +174,27 @@ ALTER TABLE inbox DROP COLUMN count;
 ALTER TABLE inbox DROP COLUMN bytes;
 `;
 
+/*
+ * Version 6 changes no table: an acknowledged message's row keeps its payload unless that payload is
+ * large enough to lie in overflow pages (TOMBSTONE_MIN_BYTES), so a row with a payload may be a tombstone
+ * — those with seq ≤ their inbox's purged_through are. The version tells an older build, which took
+ * every row with a payload for a waiting message, to refuse the file.
+ */
+
+/**
+ * An acknowledged message's payload is set to NULL only from this size on: with 4 KiB pages a row
+ * passes the 4 061 bytes a leaf page holds locally at about this payload and spills into overflow
+ * pages, which the NULL returns to the file's free list for later appends to reuse. A smaller one lies
+ * in its row's leaf page, whose freed bytes an append-only log never writes again, so NULLing it would
+ * cost a page write for no space.
+ */
+export const TOMBSTONE_MIN_BYTES = 4000;
+
 const SQL = {
   // The highest seq of an inbox's removed rows (inbox-counters.ts): one user's, and every user's on open.
   removedThrough: 'SELECT max(last_seq, purged_through) FROM inbox WHERE user = ?',
   allRemovedThrough: 'SELECT user, max(last_seq, purged_through) FROM inbox',
+  allPurgedThrough: 'SELECT user, purged_through FROM inbox WHERE purged_through > 0',
   insert: `INSERT INTO message (user, seq, ts, sender, sender_device, client_msg_id, addr, payload)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (client_msg_id, sender, sender_device, user) DO NOTHING`,
@@ -192,7 +210,8 @@ const SQL = {
       client_msg_id AS clientMsgId, addr AS "to", payload
     FROM message WHERE id BETWEEN ? AND ? AND user = ? AND payload IS NOT NULL ORDER BY id`,
   receiptRow: 'SELECT seq, sender, sender_device, client_msg_id FROM message WHERE id = ?',
-  // A receipt source is a direct message to the inbox's user from someone else (see liveId).
+  // A receipt source is a direct message to the inbox's user from someone else (see liveId). Rows with
+  // a payload at or below their inbox's purged_through are tombstones too (TOMBSTONE_MIN_BYTES).
   liveRows: `SELECT user, seq, id, addr = user AND sender <> user, length(payload) FROM message
     WHERE payload IS NOT NULL ORDER BY id`,
   openDevice: `INSERT INTO device (user, device, acked_seq, last_seen, ack_pending) VALUES (?, ?, 0, ?, 0)
@@ -359,9 +378,11 @@ class Shard {
     this.s = s;
     s.receiptRow.raw(true);
     this.counters = new InboxCounterTable((user) => this.removedThrough(user));
+    const purged = new Map(s.allPurgedThrough.raw(true).all() as [string, number][]);
     for (const [user, seq, id, source, bytes] of s.liveRows.raw(true).iterate() as IterableIterator<
       [string, number, number, number, number]
     >) {
+      if (seq <= (purged.get(user) ?? 0)) continue; // acknowledged: a tombstone with its payload
       this.live.add(user, seq, liveId(id, source === 1));
       this.counters.addLive(user, seq, bytes);
     }
@@ -527,13 +548,16 @@ class Shard {
     rows: { lastSeq: number; count: number; bytes: number };
   } {
     const { lastSeq, count, bytes } = this.counters.get(user);
-    // Waiting messages (payload not NULL) counted, and the highest seq of any row, tombstones included.
+    // Waiting messages (a payload, above purged_through) counted, and the highest seq of any row,
+    // tombstones included.
+    const purgedThrough = (this.s.purgedThrough.get(user) as number | undefined) ?? 0;
     const rows = this.db
       .prepare(
-        `SELECT count(payload) AS count, coalesce(sum(length(payload)), 0) AS bytes,
+        `SELECT count(CASE WHEN seq > ? THEN payload END) AS count,
+          coalesce(sum(CASE WHEN seq > ? THEN length(payload) END), 0) AS bytes,
           coalesce(max(seq), 0) AS top FROM message WHERE user = ?`,
       )
-      .get(user) as { count: number; bytes: number; top: number };
+      .get(purgedThrough, purgedThrough, user) as { count: number; bytes: number; top: number };
     return {
       held: { lastSeq, count, bytes },
       rows: { lastSeq: Math.max(rows.top, this.removedThrough(user)), count: rows.count, bytes: rows.bytes },
@@ -609,7 +633,8 @@ class Shard {
       for (const row of expired) {
         s.deleteMessage.run(row.id);
         this.receipts.delete(row.id);
-        if (row.size === null) continue; // a tombstone: purged_through already covers its seq
+        // A tombstone (acknowledged, whatever its payload): purged_through already covers its seq.
+        if (row.size === null || !this.live.has(row.user, row.seq)) continue;
         this.staged.expiredUsers.push(row.user);
         this.staged.expiredSeqs.push(row.seq);
         const st = this.counters.touch(row.user);
@@ -671,7 +696,7 @@ class Shard {
           const size = s.payloadSize.get(id) as number | null | undefined;
           if (size === undefined || size === null) continue; // deleted as expired (step 1)
           bytes += size;
-          s.tombstone.run(id);
+          if (size >= TOMBSTONE_MIN_BYTES) s.tombstone.run(id);
           this.receipts.delete(id);
           removed++;
         }
@@ -762,6 +787,7 @@ function openShardFile(
       if (version < 3) db.exec(SCHEMA_V3); // rebuilds one index: 0.4 s per million messages here
       if (version < 4) db.exec(SCHEMA_V4); // copies the message table: 2.5 s per million messages here
       if (version < 5) db.exec(SCHEMA_V5); // rewrites the inbox table: 0.6 s per million users here
+      // Version 6 rewrites nothing (see TOMBSTONE_MIN_BYTES): user_version alone moves on.
       if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
       const meta = new Map(
         (db.prepare('SELECT key, value FROM meta').all() as { key: string; value: unknown }[]).map((r) => [

@@ -1,7 +1,7 @@
 /**
  * The SQLite store's inbox counters (highest seq, count and bytes of the waiting messages) are held in
  * memory and rebuilt from the rows on open (inbox-counters.ts). Random sequences of appends (duplicates,
- * caps, timestamps that step back), acks, device sightings, sweep steps and reopenings check that the
+ * caps, timestamps that step back, payloads below and above TOMBSTONE_MIN_BYTES), acks, device sightings, sweep steps and reopenings check that the
  * counters always agree with the rows, survive a reopen unchanged, and that no seq is handed out twice;
  * and that reads and receipt lookups (through the live index and the receipt cache) list exactly the
  * waiting rows, as a connection of its own reads them from the file.
@@ -14,7 +14,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { shardOf } from '../../src/store/shard.js';
-import { SqliteInboxStore, shardFileName } from '../../src/store/sqlite.js';
+import { SqliteInboxStore, shardFileName, TOMBSTONE_MIN_BYTES } from '../../src/store/sqlite.js';
 import {
   type AckOp,
   ackAndOpenOps,
@@ -45,7 +45,11 @@ const op: fc.Arbitrary<Op> = fc.oneof(
           user,
           id: fc.integer({ min: 1, max: 15 }),
           t: time,
-          size: fc.integer({ min: 1, max: 15 }),
+          // Small payloads, and large ones that an acknowledgement NULLs (TOMBSTONE_MIN_BYTES).
+          size: fc.oneof(
+            { weight: 3, arbitrary: fc.integer({ min: 1, max: 15 }) },
+            { weight: 1, arbitrary: fc.integer({ min: 0, max: 15 }).map((n) => TOMBSTONE_MIN_BYTES + n) },
+          ),
         }),
         { minLength: 1, maxLength: 4 },
       ),
@@ -64,19 +68,27 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 const SHARDS = 2;
+/** The byte cap holds a few large payloads, or the small ones' share of RANDOM_CAPS besides. */
+const CAPS = { ...RANDOM_CAPS, maxBytes: 3 * TOMBSTONE_MIN_BYTES + RANDOM_CAPS.maxBytes };
 
 function open(dir: string): Promise<SqliteInboxStore> {
-  return SqliteInboxStore.open({ dir, shardCount: SHARDS, durability: 'normal', caps: RANDOM_CAPS });
+  return SqliteInboxStore.open({ dir, shardCount: SHARDS, durability: 'normal', caps: CAPS });
 }
 
-/** The waiting messages of `user` as (seq, clientMsgId), read from its shard file directly. */
+/**
+ * The waiting messages of `user` as (seq, clientMsgId), read from its shard file directly: rows with a
+ * payload above the inbox's purged_through (below it, tombstones that kept a small payload).
+ */
 function waitingRows(dir: string, user: string): [number, number][] {
   const db = new Database(join(dir, shardFileName(shardOf(user, SHARDS))), { readonly: true });
   try {
     return db
-      .prepare('SELECT seq, client_msg_id FROM message WHERE user = ? AND payload IS NOT NULL ORDER BY seq')
+      .prepare(
+        `SELECT seq, client_msg_id FROM message WHERE user = ? AND payload IS NOT NULL
+          AND seq > coalesce((SELECT purged_through FROM inbox WHERE user = ?), 0) ORDER BY seq`,
+      )
       .raw(true)
-      .all(user) as [number, number][];
+      .all(user, user) as [number, number][];
   } finally {
     db.close();
   }

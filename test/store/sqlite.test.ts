@@ -9,7 +9,12 @@ import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { type ReceiptSource, StoreUnavailableError } from '../../src/store/inbox-store.js';
 import { DEFAULT_SHARD_COUNT, fnv1a32, shardOf } from '../../src/store/shard.js';
-import { SCHEMA_VERSION, SqliteInboxStore, shardFileName } from '../../src/store/sqlite.js';
+import {
+  SCHEMA_VERSION,
+  SqliteInboxStore,
+  shardFileName,
+  TOMBSTONE_MIN_BYTES,
+} from '../../src/store/sqlite.js';
 import { openFillableStore } from '../helpers/sqlite-store.js';
 import { DEFAULT_CAPS, inboxStoreConformance } from './conformance.js';
 
@@ -80,6 +85,59 @@ describe('SqliteInboxStore', () => {
   });
   afterEach(() => {
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps an acknowledged small payload in its row and NULLs a large one, whose overflow pages go back to the free list; neither is read or counted, also after a reopen', async () => {
+    const large = (n: number) => new Uint8Array(TOMBSTONE_MIN_BYTES + 2000).fill(n);
+    const now = Date.now();
+    let store = await openOneShard(dir);
+    const file = join(dir, shardFileName(0));
+    const onFile = () => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return {
+          sizes: db
+            .prepare("SELECT length(payload) FROM message WHERE user = 'ann' ORDER BY seq")
+            .pluck()
+            .all() as (number | null)[],
+          free: db.pragma('freelist_count', { simple: true }) as number,
+        };
+      } finally {
+        db.close();
+      }
+    };
+    try {
+      await store.openDevice('ann', 'phone', now);
+      await store.append([message('ann', 1), message('ann', 2, large(2)), message('ann', 3)]);
+      const freeBefore = onFile().free; // pages the schema's migrations left free
+      await store.ack('ann', 'phone', 2);
+      assert.ok((await store.purge(now, 100)) >= 2);
+      const after = onFile();
+      assert.deepEqual(after.sizes, [3, null, 3], 'the small tombstone keeps its payload, the large one not');
+      assert.ok(after.free > freeBefore, 'the large payload’s overflow pages are free');
+      assert.deepEqual(
+        (await store.read('ann', 0, 10)).map((m) => m.seq),
+        [3],
+      );
+      assert.deepEqual(store.inboxCounters('ann').held, { lastSeq: 3, count: 1, bytes: 3 });
+      await store.close();
+
+      store = await openOneShard(dir);
+      assert.deepEqual(
+        (await store.read('ann', 0, 10)).map((m) => m.seq),
+        [3],
+      );
+      const { held, rows } = store.inboxCounters('ann');
+      assert.deepEqual(held, { lastSeq: 3, count: 1, bytes: 3 });
+      assert.deepEqual(rows, held);
+      // The tombstones still deduplicate; a new large message takes the freed pages.
+      const [dup] = await store.append([message('ann', 1)]);
+      assert.equal(dup?.status, 'duplicate');
+      await store.append([message('ann', 4, large(4))]);
+      assert.ok(onFile().free < after.free, 'the next large payload reused free pages');
+    } finally {
+      await store.close();
+    }
   });
 
   it('creates the directory and one WAL database per shard', async () => {
