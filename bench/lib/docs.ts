@@ -74,13 +74,16 @@ export function commandLine(script: string, args: string[]): string {
 /** The package root (this file is dist/bench/lib/docs.js once compiled). */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/** "commit 500dafc" (+ " with uncommitted changes" when the working tree differs); null outside git. */
+/**
+ * "commit 500dafc" (+ " with uncommitted changes" when the working tree's code differs: changes under
+ * docs/, such as the chart a benchmark has just written there, do not count); null outside git.
+ */
 export function sourceRevision(): string | null {
   try {
     const git = (...args: string[]): string =>
       execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const head = git('rev-parse', '--short', 'HEAD');
-    const dirty = git('status', '--porcelain', '--untracked-files=no') !== '';
+    const dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)docs') !== '';
     return `commit ${head}${dirty ? ' with uncommitted changes' : ''}`;
   } catch {
     return null;
