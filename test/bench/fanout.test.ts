@@ -7,7 +7,6 @@
  * between the markers and the chart beside it.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -16,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runFanout } from '../../bench/lib/fanout.js';
 import type { DeliverFrame } from '../../src/protocol/index.js';
+import { runNode } from '../helpers/run-node.js';
 import { startServer } from '../helpers/server-process.js';
 
 const MEMBERS = 50;
@@ -122,20 +122,15 @@ describe('bench:fanout script', () => {
       doc,
       '# Benchmarks\n\nkept above\n\n<!-- fanout:start -->\nold\n<!-- fanout:end -->\n\nkept below\n',
     );
-    const child = spawn(
-      process.execPath,
-      [SCRIPT, '--members', String(MEMBERS), '--messages', String(MESSAGES), '--json', '--write', doc],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const { code, stdout, stderr } = await runNode(SCRIPT, [
+      '--members',
+      String(MEMBERS),
+      '--messages',
+      String(MESSAGES),
+      '--json',
+      '--write',
+      doc,
+    ]);
     assert.equal(code, 0, stderr);
 
     const out = JSON.parse(stdout) as {

@@ -6,13 +6,13 @@
  * leaves nothing behind in its temp folder (every process stopped, every folder removed).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { FleetResult } from '../../bench/lib/fleet.js';
+import { runNode } from '../helpers/run-node.js';
 
 const SCRIPT = fileURLToPath(new URL('../../bench/fleet.js', import.meta.url));
 const USERS = 40;
@@ -35,10 +35,9 @@ describe('bench:fleet script', () => {
     // The script's own temp folder: what it leaves there is what it failed to clean up.
     const tmp = path.join(dir, 'tmp');
     mkdirSync(tmp);
-    const child = spawn(
-      process.execPath,
+    const { code, stdout, stderr } = await runNode(
+      SCRIPT,
       [
-        SCRIPT,
         '--configs',
         'sqlite:1,redis:2',
         '--users',
@@ -51,17 +50,8 @@ describe('bench:fleet script', () => {
         '--write',
         doc,
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } },
+      { env: { TMPDIR: tmp } },
     );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     assert.equal(code, 0, stderr);
     assert.deepEqual(readdirSync(tmp), [], 'every node and Redis folder removed');
 

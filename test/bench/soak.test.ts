@@ -5,33 +5,18 @@
  * charts — and leaves nothing behind in its temp folder.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { SoakResult } from '../../bench/soak.js';
+import { type NodeRun, runNode } from '../helpers/run-node.js';
 
 const SCRIPT = fileURLToPath(new URL('../../bench/soak.js', import.meta.url));
 
-function runScript(
-  args: string[],
-  tmp: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [SCRIPT, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, TMPDIR: tmp },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+function runScript(args: string[], tmp: string): Promise<NodeRun> {
+  return runNode(SCRIPT, args, { env: { TMPDIR: tmp } });
 }
 
 describe('bench:soak script', () => {

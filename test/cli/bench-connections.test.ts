@@ -1,36 +1,11 @@
 /** `switchboard bench connections` as a child process against a real server (small counts: CI runs it). */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { type NodeRun, runNode } from '../helpers/run-node.js';
 import { BIN, type ServerProcess, startServer } from '../helpers/server-process.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, SWITCHBOARD_AUTH_SECRET: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cli(args: string[]): Promise<NodeRun> {
+  return runNode(BIN, args, { env: { SWITCHBOARD_AUTH_SECRET: '' }, timeoutMs: 90_000 });
 }
 
 interface BenchJson {

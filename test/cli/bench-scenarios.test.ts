@@ -3,44 +3,19 @@
  * server. Small sizes: CI runs them on 2 cores. No assertion on speed, only on what was delivered.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { type NodeRun, runNode } from '../helpers/run-node.js';
 import { BIN, type ServerProcess, startServer } from '../helpers/server-process.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], timeoutMs = 120_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, SWITCHBOARD_AUTH_SECRET: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cli(args: string[], timeoutMs = 120_000): Promise<NodeRun> {
+  return runNode(BIN, args, { env: { SWITCHBOARD_AUTH_SECRET: '' }, timeoutMs });
 }
 
 /** The one JSON object a `--json` run printed. */
-function json<T>(run: Run): T {
+function json<T>(run: NodeRun): T {
   const lines = run.stdout.trim().split('\n');
   assert.equal(lines.length, 1, `one JSON object on stdout, got:\n${run.stdout}\nstderr:\n${run.stderr}`);
   return JSON.parse(lines[0]!) as T;

@@ -1,49 +1,19 @@
 /** `switchboard send | listen | token` as child processes against a real server. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { type NodeRun, runNode } from '../helpers/run-node.js';
 import { BIN, type ServerProcess, startServer } from '../helpers/server-process.js';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
 
 let home: string;
 
 /** Runs the CLI with HOME and the state folder in a temp dir. */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: {
-        ...process.env,
-        HOME: home,
-        SWITCHBOARD_TOKEN: '',
-        SWITCHBOARD_AUTH_SECRET: '',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: Date.now() - started });
-    });
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<NodeRun> {
+  return runNode(BIN, args, {
+    env: { HOME: home, SWITCHBOARD_TOKEN: '', SWITCHBOARD_AUTH_SECRET: '', ...env },
+    timeoutMs: 30_000,
   });
 }
 

@@ -4,7 +4,6 @@
  * sysctls of this machine are shared, so nothing may write them.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { describe, test } from 'node:test';
 import {
@@ -20,6 +19,7 @@ import {
   sysctlPath,
 } from '../../src/doctor/analyze.js';
 import { parseLimits, parseMemAvailable } from '../../src/doctor/readings.js';
+import { type NodeRun, runNode } from '../helpers/run-node.js';
 import { BIN } from '../helpers/server-process.js';
 
 const GiB = 1024 ** 3;
@@ -250,30 +250,8 @@ describe('doctor analysis (pure)', () => {
 
 // ------------------------------------------------------------------ the command
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cli(args: string[]): Promise<NodeRun> {
+  return runNode(BIN, args, { timeoutMs: 30_000 });
 }
 
 const SYSCTLS = [
