@@ -16,10 +16,9 @@
  * With --write, the "core" section of that Markdown file (between its markers) is replaced with the results.
  * Every server it starts is stopped by PID (SIGTERM, then SIGKILL after 10 s) and its temp dir removed.
  */
-import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { commandLine, throughputSection, writeSection } from './lib/docs.js';
-import { windowFlag } from './lib/flags.js';
+import { scriptFlags, windowFlag } from './lib/flags.js';
 import {
   type Durability,
   durabilityList,
@@ -53,31 +52,20 @@ const USAGE = `usage: node dist/bench/core.js [options]   (npm run bench:core --
 `;
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      pairs: { type: 'string' },
-      users: { type: 'string' },
-      'in-flight': { type: 'string' },
-      window: { type: 'string' },
-      workers: { type: 'string', default: '1' },
-      durability: { type: 'string', default: 'normal,full' },
-      duration: { type: 'string', default: '10s' },
-      warmup: { type: 'string', default: '2s' },
-      payload: { type: 'string', default: '100' },
-      'ack-every': { type: 'string', default: '0' },
-      shards: { type: 'string' },
-      pin: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      write: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
+  const values = scriptFlags(argv, USAGE, {
+    pairs: { type: 'string' },
+    users: { type: 'string' },
+    'in-flight': { type: 'string' },
+    window: { type: 'string' },
+    workers: { type: 'string', default: '1' },
+    durability: { type: 'string', default: 'normal,full' },
+    duration: { type: 'string', default: '10s' },
+    warmup: { type: 'string', default: '2s' },
+    payload: { type: 'string', default: '100' },
+    'ack-every': { type: 'string', default: '0' },
+    shards: { type: 'string' },
+    pin: { type: 'boolean', default: false },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
   if (values.pairs !== undefined && values.users !== undefined)
     throw new Error('give --pairs or --users, not both');
   if (values['in-flight'] !== undefined && values.window !== undefined) {

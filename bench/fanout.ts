@@ -21,10 +21,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { lineChartSvg } from './lib/chart.js';
 import { commandLine, describeMachine, sourceRevision, today, writeResults } from './lib/docs.js';
 import { type FanoutResult, PROBE_INTERVAL_MS, runFanout } from './lib/fanout.js';
+import { scriptFlags } from './lib/flags.js';
 import type { LatencySummary } from './lib/latency.js';
 import {
   FLUSH_MS,
@@ -66,25 +66,14 @@ const USAGE = `usage: node dist/bench/fanout.js [options]   (npm run bench:fanou
 `;
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      members: { type: 'string', default: '1000' },
-      messages: { type: 'string', default: '50' },
-      size: { type: 'string', default: '100' },
-      workers: { type: 'string', default: '1' },
-      'no-loop-probe': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      write: { type: 'string' },
-      svg: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
+  const values = scriptFlags(argv, USAGE, {
+    members: { type: 'string', default: '1000' },
+    messages: { type: 'string', default: '50' },
+    size: { type: 'string', default: '100' },
+    workers: { type: 'string', default: '1' },
+    'no-loop-probe': { type: 'boolean', default: false },
+    svg: { type: 'string' },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
   const write = values.write ?? null;
   return {
     members: intArg(values.members, 'members', 1),

@@ -1,9 +1,8 @@
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { barChartSvg } from './lib/chart.js';
 import { commandLine, describeMachine, sourceRevision, today, writeResults } from './lib/docs.js';
-import { windowFlag } from './lib/flags.js';
+import { scriptFlags, windowFlag } from './lib/flags.js';
 import {
   configId,
   configLabel,
@@ -47,27 +46,16 @@ const CORE_CEILING_PERCENT = 85;
 const MACHINE_CEILING_PERCENT = 90;
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      configs: { type: 'string', default: DEFAULT_CONFIGS },
-      users: { type: 'string', default: '300' },
-      'in-flight': { type: 'string', default: '4' },
-      payload: { type: 'string', default: '100' },
-      warmup: { type: 'string', default: '2s' },
-      duration: { type: 'string', default: '10s' },
-      durability: { type: 'string', default: 'normal' },
-      json: { type: 'boolean', default: false },
-      write: { type: 'string' },
-      svg: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
+  const values = scriptFlags(argv, USAGE, {
+    configs: { type: 'string', default: DEFAULT_CONFIGS },
+    users: { type: 'string', default: '300' },
+    'in-flight': { type: 'string', default: '4' },
+    payload: { type: 'string', default: '100' },
+    warmup: { type: 'string', default: '2s' },
+    duration: { type: 'string', default: '10s' },
+    durability: { type: 'string', default: 'normal' },
+    svg: { type: 'string' },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
   const durationMs = windowFlag(values.duration);
   const durabilities = durabilityList(values.durability);
   if (durabilities.length !== 1) throw new Error('--durability: give one mode');

@@ -24,7 +24,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import {
   closedLoop,
@@ -53,7 +52,7 @@ import {
   stopAllPeers,
 } from './drivers/servers.js';
 import { commandLine, describeMachine, sourceRevision, today, writeSection } from './lib/docs.js';
-import { windowFlag } from './lib/flags.js';
+import { scriptFlags, windowFlag } from './lib/flags.js';
 import { GENERATOR_CPU, loadAverage, machineInfo, SERVER_CPU } from './lib/machine.js';
 import { processTree } from './lib/proc.js';
 import { bytes, endProgress, progress, runMain } from './lib/report.js';
@@ -108,32 +107,21 @@ function listArg<T extends string>(text: string, flag: string, allowed: readonly
 }
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      users: { type: 'string', default: '1000' },
-      'in-flight': { type: 'string', default: '4' },
-      payload: { type: 'string', default: '100' },
-      warmup: { type: 'string', default: '3s' },
-      duration: { type: 'string', default: '20s' },
-      connections: { type: 'string', default: '15000' },
-      hold: { type: 'string', default: '10s' },
-      'drain-messages': { type: 'string', default: '10000' },
-      'drain-runs': { type: 'string', default: '3' },
-      scenarios: { type: 'string', default: 'throughput,connections,drain' },
-      targets: { type: 'string', default: 'switchboard,mosquitto,nats' },
-      pin: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      write: { type: 'string' },
-      section: { type: 'string', default: 'peers' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
+  const values = scriptFlags(argv, USAGE, {
+    users: { type: 'string', default: '1000' },
+    'in-flight': { type: 'string', default: '4' },
+    payload: { type: 'string', default: '100' },
+    warmup: { type: 'string', default: '3s' },
+    duration: { type: 'string', default: '20s' },
+    connections: { type: 'string', default: '15000' },
+    hold: { type: 'string', default: '10s' },
+    'drain-messages': { type: 'string', default: '10000' },
+    'drain-runs': { type: 'string', default: '3' },
+    scenarios: { type: 'string', default: 'throughput,connections,drain' },
+    targets: { type: 'string', default: 'switchboard,mosquitto,nats' },
+    pin: { type: 'boolean', default: false },
+    section: { type: 'string', default: 'peers' },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
   const durationMs = windowFlag(values.duration);
   if (!/^[a-z0-9-]+$/.test(values.section)) throw new Error(`--section: "${values.section}" is not a name`);
   return {

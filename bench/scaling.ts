@@ -16,11 +16,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { barChartSvg } from './lib/chart.js';
 import { commandLine, throughputSection, today, writeSection } from './lib/docs.js';
-import { windowFlag } from './lib/flags.js';
+import { scriptFlags, windowFlag } from './lib/flags.js';
 import { machineInfo } from './lib/machine.js';
 import {
   type Durability,
@@ -62,31 +61,20 @@ const USAGE = `usage: node dist/bench/scaling.js [options]   (npm run bench:scal
 `;
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      workers: { type: 'string', default: '1,2,4' },
-      durability: { type: 'string', default: 'normal' },
-      users: { type: 'string', default: '1000' },
-      'in-flight': { type: 'string', default: '4' },
-      payload: { type: 'string', default: '100' },
-      warmup: { type: 'string', default: '3s' },
-      duration: { type: 'string', default: '20s' },
-      'ack-every': { type: 'string', default: '0' },
-      shards: { type: 'string' },
-      pin: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      write: { type: 'string' },
-      section: { type: 'string', default: 'scaling' },
-      svg: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
+  const values = scriptFlags(argv, USAGE, {
+    workers: { type: 'string', default: '1,2,4' },
+    durability: { type: 'string', default: 'normal' },
+    users: { type: 'string', default: '1000' },
+    'in-flight': { type: 'string', default: '4' },
+    payload: { type: 'string', default: '100' },
+    warmup: { type: 'string', default: '3s' },
+    duration: { type: 'string', default: '20s' },
+    'ack-every': { type: 'string', default: '0' },
+    shards: { type: 'string' },
+    pin: { type: 'boolean', default: false },
+    section: { type: 'string', default: 'scaling' },
+    svg: { type: 'string' },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
   const durationMs = windowFlag(values.duration);
   const write = values.write ?? null;
   const section = values.section;

@@ -17,7 +17,6 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/util/duration.js';
 import { type LineChart, lineChartSvg } from './lib/chart.js';
 import {
@@ -28,7 +27,7 @@ import {
   writeFileAtomic,
   writeResults,
 } from './lib/docs.js';
-import { windowFlag } from './lib/flags.js';
+import { scriptFlags, windowFlag } from './lib/flags.js';
 import { type LatencySummary, latencySummary } from './lib/latency.js';
 import { machineInfo, SERVER_CPU } from './lib/machine.js';
 import { totalRss, treeRss, treesCpu } from './lib/proc.js';
@@ -86,29 +85,18 @@ const USAGE = `usage: node dist/bench/soak.js [options]   (npm run bench:soak --
 `;
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      duration: { type: 'string', default: '10m' },
-      rate: { type: 'string', default: '5000' },
-      users: { type: 'string', default: '1000' },
-      payload: { type: 'string', default: '100' },
-      workers: { type: 'string', default: '1' },
-      durability: { type: 'string', default: 'normal' },
-      every: { type: 'string', default: '30s' },
-      drain: { type: 'string', default: '30s' },
-      pin: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      write: { type: 'string' },
-      svg: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
+  const values = scriptFlags(argv, USAGE, {
+    duration: { type: 'string', default: '10m' },
+    rate: { type: 'string', default: '5000' },
+    users: { type: 'string', default: '1000' },
+    payload: { type: 'string', default: '100' },
+    workers: { type: 'string', default: '1' },
+    durability: { type: 'string', default: 'normal' },
+    every: { type: 'string', default: '30s' },
+    drain: { type: 'string', default: '30s' },
+    pin: { type: 'boolean', default: false },
+    svg: { type: 'string' },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
   const durabilities = durabilityList(values.durability);
   if (durabilities.length !== 1) throw new Error('--durability: give one mode');
   const durationMs = windowFlag(values.duration);
