@@ -110,6 +110,7 @@ describe('bench:soak script', () => {
     for (const args of [
       ['--every', '1500ms'],
       ['--every', '2m', '--duration', '1m'],
+      ['--every', '7s', '--duration', '1m'],
       ['--durability', 'normal,full'],
       ['--svg', 'chart.png'],
       ['--rate', '0'],
