@@ -30,7 +30,8 @@ import {
 import { scriptFlags, windowFlag } from './lib/flags.js';
 import { type LatencySummary, latencySummary } from './lib/latency.js';
 import { machineInfo, SERVER_CPU } from './lib/machine.js';
-import { totalRss, treeRss, treesCpu } from './lib/proc.js';
+import { rssBytes, totalRss, treeRss, treesCpu } from './lib/proc.js';
+import { killAllRedisNow, type RedisProcess, startRedis } from './lib/redis-server.js';
 import {
   bytes,
   endProgress,
@@ -53,7 +54,10 @@ import {
   scriptOptions,
 } from './lib/throughput.js';
 
+type Store = 'sqlite' | 'redis';
+
 interface Options {
+  store: Store;
   durationMs: number;
   rate: number;
   users: number;
@@ -76,12 +80,15 @@ const USAGE = `usage: node dist/bench/soak.js [options]   (npm run bench:soak --
   --payload <bytes>      payload size (default 100)
   --workers <n>          the server's --workers (default 1)
   --durability <mode>    the server's --durability: normal or full (default normal)
+  --store <store>        sqlite (the embedded default) or redis: a redis-server of its own, appendonly,
+                         appendfsync everysec (normal) or always (full) (default sqlite)
   --every <duration>     one sample (a table row, a chart point) per this long (default 30s)
   --drain <duration>     after the load, wait this long at most for every message to arrive, which
                          the run requires (default 30s; 0: no wait, no check)
   --pin                  server tree on CPU 0, this generator on CPU 1 (taskset)
   --json                 print one JSON object instead of the table
-  --write <file.md>      replace the "soak" section of that file (between its markers)
+  --write <file.md>      replace the "soak" section of that file (between its markers; "soak-redis"
+                         with --store redis)
   --svg <file.svg>       write the memory chart there and the latency chart beside it (<name>-latency.svg)
 `;
 
@@ -93,6 +100,7 @@ function parseOptions(argv: string[]): Options {
     payload: { type: 'string', default: '100' },
     workers: { type: 'string', default: '1' },
     durability: { type: 'string', default: 'normal' },
+    store: { type: 'string', default: 'sqlite' },
     every: { type: 'string', default: '30s' },
     drain: { type: 'string', default: '30s' },
     pin: { type: 'boolean', default: false },
@@ -105,7 +113,9 @@ function parseOptions(argv: string[]): Options {
   if (everyMs % 1000 !== 0) throw new Error('--every: give whole seconds');
   if (durationMs % everyMs !== 0) throw new Error('--every: must divide --duration into whole intervals');
   if (values.svg !== undefined && !values.svg.endsWith('.svg')) throw new Error('--svg: give a .svg file');
+  if (values.store !== 'sqlite' && values.store !== 'redis') throw new Error('--store: sqlite or redis');
   return {
+    store: values.store,
     durationMs,
     rate: intArg(values.rate, 'rate', 1),
     users: intArg(values.users, 'users', 2),
@@ -126,7 +136,11 @@ interface Sample {
   atSeconds: number;
   rssBytes: number;
   cpuSeconds: number;
+  /** The server's data folder, and with --store redis the redis-server's (its AOF). */
   dataBytes: number;
+  /** With --store redis: the redis-server's RSS and CPU; else null. */
+  redisRssBytes: number | null;
+  redisCpuSeconds: number | null;
 }
 
 /** One row of the result: the interval that ends at `endSeconds`. */
@@ -140,10 +154,14 @@ export interface SoakInterval {
   /** At the interval's end. */
   serverRssBytes: number;
   dataBytes: number;
+  /** With --store redis: its CPU over the interval (% of one core) and RSS at the end; else null. */
+  redisCpuPercent: number | null;
+  redisRssBytes: number | null;
 }
 
 export interface SoakResult {
   benchmark: 'soak';
+  store: Store;
   ok: boolean;
   failure: string | null;
   rate: number;
@@ -172,6 +190,8 @@ export interface SoakResult {
     secondHalf: { min: number; max: number; trendPerMinute: number } | null;
   };
   dataBytes: { before: number; end: number };
+  /** With --store redis: the redis-server's RSS before the load, at the end and at most; else null. */
+  redisRssBytes: { before: number; end: number; max: number } | null;
   /** Data folder growth per message delivered over the run. */
   dataBytesPerMessage: number | null;
   serverCpuMicrosPerMessage: number | null;
@@ -196,12 +216,14 @@ function folderBytes(dir: string): number {
   return total;
 }
 
-function sampleServer(server: ServerProcess, atSeconds: number): Sample {
+function sampleServer(server: ServerProcess, redis: RedisProcess | null, atSeconds: number): Sample {
   return {
     atSeconds,
     rssBytes: totalRss(treeRss([server.pid])),
     cpuSeconds: treesCpu([server.pid]).seconds,
-    dataBytes: folderBytes(server.dir),
+    dataBytes: folderBytes(server.dir) + (redis === null ? 0 : folderBytes(redis.dir)),
+    redisRssBytes: redis === null ? null : (rssBytes(redis.pid) ?? 0),
+    redisCpuSeconds: redis === null ? null : treesCpu([redis.pid]).seconds,
   };
 }
 
@@ -255,140 +277,168 @@ function intervalsOf(samples: Sample[], load: LoadResult, everySeconds: number):
       serverCpuPercent: round(((to.cpuSeconds - from.cpuSeconds) / span) * 100, 1),
       serverRssBytes: to.rssBytes,
       dataBytes: to.dataBytes,
+      redisCpuPercent:
+        to.redisCpuSeconds === null || from.redisCpuSeconds === null
+          ? null
+          : round(((to.redisCpuSeconds - from.redisCpuSeconds) / span) * 100, 1),
+      redisRssBytes: to.redisRssBytes,
     });
   }
   return out;
 }
 
 async function soak(opts: Options): Promise<SoakResult> {
-  const server = await ServerProcess.start({
-    workers: opts.workers,
-    durability: opts.durability,
-    ...(opts.pin ? { cpu: SERVER_CPU } : {}),
-  });
+  const redis =
+    opts.store === 'redis'
+      ? await startRedis({ appendfsync: opts.durability === 'full' ? 'always' : 'everysec' })
+      : null;
+  let server: ServerProcess | null = null;
   try {
-    const everySeconds = opts.everyMs / 1000;
-    const load = await LoadRun.connect(
-      {
-        host: '127.0.0.1',
-        port: server.port,
-        workload: { kind: 'users', users: opts.users },
-        userPrefix: `soak${randomBytes(3).toString('hex')}-`,
-        device: 'bench',
-        mode: 'open',
-        inFlight: 0,
-        rate: opts.rate,
-        ephemeral: false,
-        payloadBytes: opts.payloadBytes,
-        warmupMs: 0,
-        durationMs: opts.durationMs,
-        ackEvery: 0,
-        connectConcurrency: 32,
-        lossTimeoutMs: 0,
-        stallMs: 10_000,
-        latencyBucketSeconds: everySeconds,
-        drainMs: opts.drainMs,
-      },
-      '[soak]',
-    );
-    const samples: Sample[] = [sampleServer(server, 0)];
-    const started = performance.now();
-    const elapsed = (): number => (performance.now() - started) / 1000;
-    // One sample per interval, on the load's clock; the last one when the load ends.
-    const sampler = setInterval(() => {
-      if (samples.length <= opts.durationMs / opts.everyMs) samples.push(sampleServer(server, elapsed()));
-    }, opts.everyMs);
-    let lastDelivered = 0;
-    let lastAt = 0;
-    let result: LoadResult;
-    try {
-      result = await load.run({
-        label: '[soak]',
-        problem: () => (server.alive ? null : `the server exited (${server.exitInfo})`),
-        onSecond: (p) => {
-          const now = elapsed();
-          const rate = (p.delivered - lastDelivered) / Math.max(0.001, now - lastAt);
-          lastDelivered = p.delivered;
-          lastAt = now;
-          const last = samples[samples.length - 1]!;
-          const phase =
-            now <= opts.durationMs / 1000
-              ? `${clock(now)}/${clock(opts.durationMs / 1000)}`
-              : `drain ${clock(now - opts.durationMs / 1000)}`;
-          progress(
-            `[soak] ${phase}  ${int(rate)} msg/s  delivered ${int(p.delivered)}  server RSS ${mib(last.rssBytes)} MiB  data ${mib(last.dataBytes)} MiB`,
-          );
-        },
-      });
-    } finally {
-      clearInterval(sampler);
-      endProgress();
-    }
-    if (samples.length <= opts.durationMs / opts.everyMs) samples.push(sampleServer(server, elapsed()));
-    await load.close();
-    const end = sampleServer(server, elapsed());
-    await server.stop();
-
-    const intervals = intervalsOf(samples, result, everySeconds);
-    const delivered = result.deliveredTotal;
-    const serverCpu = end.cpuSeconds - samples[0]!.cpuSeconds;
-    const rss = samples.map((s) => s.rssBytes);
-    return {
-      benchmark: 'soak',
-      // `--drain 0` skips the check: undelivered is null then.
-      ok: result.failure === null && !result.undelivered,
-      failure:
-        result.failure ??
-        (result.undelivered ? `${result.undelivered} messages not delivered after the drain` : null),
-      rate: opts.rate,
-      users: opts.users,
-      payloadBytes: opts.payloadBytes,
+    server = await ServerProcess.start({
       workers: opts.workers,
       durability: opts.durability,
-      durationSeconds: opts.durationMs / 1000,
-      everySeconds,
-      sent: result.sent,
-      delivered,
-      deliveredPerSecond: result.windowSeconds > 0 ? Math.round(result.delivered / result.windowSeconds) : 0,
-      undelivered: result.undelivered,
-      errorsByName: result.errorsByName,
-      // The load's window is the whole run (no warm-up); deliveries during the drain are not in it.
-      latencyMs: latencySummary(result.histogram),
-      intervals,
-      serverRssBytes: {
-        before: samples[0]!.rssBytes,
-        end: samples[samples.length - 1]!.rssBytes,
-        max: Math.max(...rss),
-        secondHalf: secondHalf(samples, opts.durationMs / 2000),
-      },
-      dataBytes: { before: samples[0]!.dataBytes, end: end.dataBytes },
-      dataBytesPerMessage:
-        delivered > 0 ? Math.round((end.dataBytes - samples[0]!.dataBytes) / delivered) : null,
-      serverCpuMicrosPerMessage: delivered > 0 ? round((serverCpu * 1e6) / delivered, 1) : null,
-      generatorCpuSeconds: round(result.generatorCpuSeconds, 2),
-      serverExit: server.exitInfo,
-      machine: machineInfo(),
-    };
+      ...(opts.pin ? { cpu: SERVER_CPU } : {}),
+      ...(redis === null ? {} : { serveArgs: ['--store', redis.url] }),
+    });
+    return await soakServer(opts, server, redis);
   } finally {
-    await server.stop();
+    await server?.stop();
+    await redis?.stop();
   }
+}
+
+/** The load against a started server: samples, the drain, SIGTERM; the figures. */
+async function soakServer(
+  opts: Options,
+  server: ServerProcess,
+  redis: RedisProcess | null,
+): Promise<SoakResult> {
+  const everySeconds = opts.everyMs / 1000;
+  const load = await LoadRun.connect(
+    {
+      host: '127.0.0.1',
+      port: server.port,
+      workload: { kind: 'users', users: opts.users },
+      userPrefix: `soak${randomBytes(3).toString('hex')}-`,
+      device: 'bench',
+      mode: 'open',
+      inFlight: 0,
+      rate: opts.rate,
+      ephemeral: false,
+      payloadBytes: opts.payloadBytes,
+      warmupMs: 0,
+      durationMs: opts.durationMs,
+      ackEvery: 0,
+      connectConcurrency: 32,
+      lossTimeoutMs: 0,
+      stallMs: 10_000,
+      latencyBucketSeconds: everySeconds,
+      drainMs: opts.drainMs,
+    },
+    '[soak]',
+  );
+  const samples: Sample[] = [sampleServer(server, redis, 0)];
+  const started = performance.now();
+  const elapsed = (): number => (performance.now() - started) / 1000;
+  // One sample per interval, on the load's clock; the last one when the load ends.
+  const sampler = setInterval(() => {
+    if (samples.length <= opts.durationMs / opts.everyMs)
+      samples.push(sampleServer(server, redis, elapsed()));
+  }, opts.everyMs);
+  let lastDelivered = 0;
+  let lastAt = 0;
+  let result: LoadResult;
+  try {
+    result = await load.run({
+      label: '[soak]',
+      problem: () => (server.alive ? null : `the server exited (${server.exitInfo})`),
+      onSecond: (p) => {
+        const now = elapsed();
+        const rate = (p.delivered - lastDelivered) / Math.max(0.001, now - lastAt);
+        lastDelivered = p.delivered;
+        lastAt = now;
+        const last = samples[samples.length - 1]!;
+        const phase =
+          now <= opts.durationMs / 1000
+            ? `${clock(now)}/${clock(opts.durationMs / 1000)}`
+            : `drain ${clock(now - opts.durationMs / 1000)}`;
+        progress(
+          `[soak] ${phase}  ${int(rate)} msg/s  delivered ${int(p.delivered)}  server RSS ${mib(last.rssBytes)} MiB  data ${mib(last.dataBytes)} MiB`,
+        );
+      },
+    });
+  } finally {
+    clearInterval(sampler);
+    endProgress();
+  }
+  if (samples.length <= opts.durationMs / opts.everyMs) samples.push(sampleServer(server, redis, elapsed()));
+  await load.close();
+  const end = sampleServer(server, redis, elapsed());
+  await server.stop();
+
+  const intervals = intervalsOf(samples, result, everySeconds);
+  const delivered = result.deliveredTotal;
+  const serverCpu = end.cpuSeconds - samples[0]!.cpuSeconds;
+  const rss = samples.map((s) => s.rssBytes);
+  return {
+    benchmark: 'soak',
+    store: opts.store,
+    // `--drain 0` skips the check: undelivered is null then.
+    ok: result.failure === null && !result.undelivered,
+    failure:
+      result.failure ??
+      (result.undelivered ? `${result.undelivered} messages not delivered after the drain` : null),
+    rate: opts.rate,
+    users: opts.users,
+    payloadBytes: opts.payloadBytes,
+    workers: opts.workers,
+    durability: opts.durability,
+    durationSeconds: opts.durationMs / 1000,
+    everySeconds,
+    sent: result.sent,
+    delivered,
+    deliveredPerSecond: result.windowSeconds > 0 ? Math.round(result.delivered / result.windowSeconds) : 0,
+    undelivered: result.undelivered,
+    errorsByName: result.errorsByName,
+    // The load's window is the whole run (no warm-up); deliveries during the drain are not in it.
+    latencyMs: latencySummary(result.histogram),
+    intervals,
+    serverRssBytes: {
+      before: samples[0]!.rssBytes,
+      end: samples[samples.length - 1]!.rssBytes,
+      max: Math.max(...rss),
+      secondHalf: secondHalf(samples, opts.durationMs / 2000),
+    },
+    dataBytes: { before: samples[0]!.dataBytes, end: end.dataBytes },
+    dataBytesPerMessage:
+      delivered > 0 ? Math.round((end.dataBytes - samples[0]!.dataBytes) / delivered) : null,
+    serverCpuMicrosPerMessage: delivered > 0 ? round((serverCpu * 1e6) / delivered, 1) : null,
+    generatorCpuSeconds: round(result.generatorCpuSeconds, 2),
+    serverExit: server.exitInfo,
+    redisRssBytes:
+      redis === null
+        ? null
+        : {
+            before: samples[0]!.redisRssBytes ?? 0,
+            end: end.redisRssBytes ?? 0,
+            max: Math.max(...samples.map((x) => x.redisRssBytes ?? 0), end.redisRssBytes ?? 0),
+          },
+    machine: machineInfo(),
+  };
 }
 
 // ------------------------------------------------------------------ tables, charts, the section
 
-const COLUMNS = [
-  'time',
-  'msg/s',
-  'p50 ms',
-  'p99 ms',
-  'max ms',
-  'server CPU %',
-  'server RSS MiB',
-  'data MiB',
-] as const;
+const COLUMNS = ['time', 'msg/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU %', 'server RSS MiB', 'data MiB'];
+const REDIS_COLUMNS = ['Redis CPU %', 'Redis RSS MiB'];
+
+function columns(r: SoakResult): string[] {
+  return r.store === 'redis' ? [...COLUMNS, ...REDIS_COLUMNS] : COLUMNS;
+}
 
 function cells(i: SoakInterval): string[] {
   const l = i.latencyMs;
+  const redis = i.redisRssBytes === null ? [] : [(i.redisCpuPercent ?? 0).toFixed(0), mib(i.redisRssBytes)];
   return [
     clock(i.endSeconds),
     int(i.msgPerSec),
@@ -398,7 +448,15 @@ function cells(i: SoakInterval): string[] {
     i.serverCpuPercent.toFixed(0),
     mib(i.serverRssBytes),
     mib(i.dataBytes),
+    ...redis,
   ];
+}
+
+function describeServer(r: SoakResult): string {
+  const serve = `\`serve --workers ${r.workers} --durability ${r.durability}\``;
+  return r.store === 'redis'
+    ? `a fresh ${serve} on a fresh redis-server of its own (\`--store redis://…\`; appendonly, appendfsync ${r.durability === 'full' ? 'always' : 'everysec'}; the default caps)`
+    : `a fresh ${serve} and data folder (SQLite, the default shard count and caps)`;
 }
 
 function describeLoad(r: SoakResult): string {
@@ -420,7 +478,9 @@ function findings(r: SoakResult): string[] {
   const out = [
     `Delivered ${int(r.delivered)} of ${int(r.sent)} sent; after the drain ${r.undelivered === null ? 'not checked' : `${int(r.undelivered)} undelivered`}; errors: ${Object.keys(r.errorsByName).length === 0 ? 'none' : JSON.stringify(r.errorsByName)}. The server ${r.serverExit === 'exit code 0' ? 'exited cleanly (code 0) on SIGTERM' : `ended with ${r.serverExit}`}.`,
     `Server memory (the whole process tree's RSS): ${bytes(rss.before)} before the load, ${bytes(rss.end)} at the end, at most ${bytes(rss.max)}.${trend}`,
-    `Data folder: ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`} (both copies of each message, its dedupe entry, and the tombstones the retention period keeps).`,
+    r.store === 'redis'
+      ? `Redis: RSS ${bytes(r.redisRssBytes?.before ?? 0)} before the load, ${bytes(r.redisRssBytes?.end ?? 0)} at the end, at most ${bytes(r.redisRssBytes?.max ?? 0)}; its folder (the append-only file) ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`}.`
+      : `Data folder: ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`} (both copies of each message, its dedupe entry, and the tombstones the retention period keeps).`,
     `Latency over the whole run: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, p99.9 ${r.latencyMs.p999} ms, max ${r.latencyMs.max} ms; server CPU ${r.serverCpuMicrosPerMessage ?? '–'} µs per message.`,
   ];
   return out;
@@ -429,7 +489,7 @@ function findings(r: SoakResult): string[] {
 function chartLines(r: SoakResult): { memory: LineChart; latency: LineChart } {
   const at = (i: SoakInterval): number => i.endSeconds / 60;
   const common = {
-    subtitle: `${int(r.rate)} msg/s, ${int(r.users)} users, ${r.workers} worker${r.workers === 1 ? '' : 's'}, durability ${r.durability}`,
+    subtitle: `${int(r.rate)} msg/s, ${int(r.users)} users, ${r.workers} worker${r.workers === 1 ? '' : 's'}, durability ${r.durability}${r.store === 'redis' ? ', Redis' : ''}`,
     xLabel: 'minutes since the load started',
     xMin: 0,
     xMax: r.durationSeconds / 60,
@@ -437,9 +497,23 @@ function chartLines(r: SoakResult): { memory: LineChart; latency: LineChart } {
   return {
     memory: {
       ...common,
-      title: 'Soak: server memory and data folder',
+      title:
+        r.store === 'redis'
+          ? 'Soak: server and Redis memory, Redis folder'
+          : 'Soak: server memory and data folder',
       unit: 'MiB',
       series: [
+        ...(r.redisRssBytes === null
+          ? []
+          : [
+              {
+                name: 'Redis RSS',
+                points: [
+                  [0, r.redisRssBytes.before / 2 ** 20] as [number, number],
+                  ...r.intervals.map((i): [number, number] => [at(i), (i.redisRssBytes ?? 0) / 2 ** 20]),
+                ],
+              },
+            ]),
         {
           name: 'server RSS (process tree)',
           points: [
@@ -448,7 +522,7 @@ function chartLines(r: SoakResult): { memory: LineChart; latency: LineChart } {
           ],
         },
         {
-          name: 'data folder',
+          name: r.store === 'redis' ? 'Redis folder (append-only file)' : 'data folder',
           points: [
             [0, r.dataBytes.before / 2 ** 20],
             ...r.intervals.map((i): [number, number] => [at(i), i.dataBytes / 2 ** 20]),
@@ -481,9 +555,9 @@ function section(r: SoakResult, command: string, chart: string | null): string {
     '',
     `- Machine: ${describeMachine()}.`,
     `- Load: ${describeLoad(r)}.`,
-    `- Server: a fresh \`serve --workers ${r.workers} --durability ${r.durability}\` and data folder (SQLite, the default shard count and caps).`,
+    `- Server: ${describeServer(r)}.`,
     '',
-    labelledMarkdownTable(COLUMNS, r.intervals.map(cells)),
+    labelledMarkdownTable(columns(r), r.intervals.map(cells)),
     '',
     ...findings(r).flatMap((f) => [f, '']),
   ];
@@ -502,6 +576,7 @@ async function main(): Promise<number> {
   if (started === null) return 2;
   const { args, opts } = started;
   installCleanup();
+  process.once('exit', killAllRedisNow);
   applyPinning(opts.pin);
   const r = await soak(opts);
   if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -509,7 +584,7 @@ async function main(): Promise<number> {
     process.stdout.write(
       [
         `Switchboard soak: ${describeLoad(r)}; ${describeMachine()}`,
-        labelledTextTable(COLUMNS, r.intervals.map(cells)),
+        labelledTextTable(columns(r), r.intervals.map(cells)),
         '',
         ...findings(r),
         ...(r.ok ? [] : [`FAILED: ${r.failure}`]),
@@ -519,7 +594,7 @@ async function main(): Promise<number> {
   }
   const charts = chartLines(r);
   const written = writeResults(
-    'soak',
+    r.store === 'redis' ? 'soak-redis' : 'soak',
     opts,
     () => {
       if (opts.svg !== null) {

@@ -60,6 +60,8 @@ describe('bench:soak script', () => {
 
     const r = JSON.parse(stdout) as SoakResult;
     assert.equal(r.benchmark, 'soak');
+    assert.equal(r.store, 'sqlite');
+    assert.equal(r.redisRssBytes, null);
     assert.equal(r.ok, true, String(r.failure));
     assert.equal(r.users, 20);
     assert.equal(r.rate, 200);
@@ -104,6 +106,30 @@ describe('bench:soak script', () => {
     );
   });
 
+  it('--store redis: the server on a redis-server of its own, whose memory and folder it samples too', async () => {
+    const tmp = path.join(dir, 'tmp-redis');
+    mkdirSync(tmp);
+    const { code, stdout, stderr } = await runScript(
+      ['--store', 'redis', '--duration', '3s', '--every', '1s', '--rate', '200', '--users', '20', '--json'],
+      tmp,
+    );
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(readdirSync(tmp), [], 'the server, redis-server and their folders removed');
+    const r = JSON.parse(stdout) as SoakResult;
+    assert.equal(r.store, 'redis');
+    assert.equal(r.ok, true, String(r.failure));
+    assert.equal(r.undelivered, 0);
+    assert.equal(r.delivered, r.sent);
+    assert.equal(r.intervals.length, 3);
+    for (const i of r.intervals) {
+      assert.ok(i.redisRssBytes !== null && i.redisRssBytes > 2 ** 20, 'Redis holds some memory');
+      assert.ok(i.redisCpuPercent !== null && i.redisCpuPercent > 0, 'Redis did work');
+    }
+    assert.ok(r.redisRssBytes !== null && r.redisRssBytes.max >= r.redisRssBytes.end);
+    assert.ok(r.dataBytes.end > r.dataBytes.before, 'the append-only file grew');
+    assert.equal(r.serverExit, 'exit code 0');
+  });
+
   it('refuses bad flags with the usage, starting nothing', async () => {
     const tmp = path.join(dir, 'tmp-bad');
     mkdirSync(tmp);
@@ -114,6 +140,7 @@ describe('bench:soak script', () => {
       ['--durability', 'normal,full'],
       ['--svg', 'chart.png'],
       ['--rate', '0'],
+      ['--store', 'postgres'],
     ]) {
       const { code, stderr } = await runScript(args, tmp);
       assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
