@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { SoakResult } from '../../bench/soak.js';
+import type { SoakResult } from '../../bench/lib/soak.js';
 import { type NodeRun, runNode } from '../helpers/run-node.js';
 
 const SCRIPT = fileURLToPath(new URL('../../bench/soak.js', import.meta.url));
