@@ -20,6 +20,12 @@ interface LiveInbox {
   ids: number[];
 }
 
+/** Where live message `seq` sits in the inbox's array, or -1 when it is not live. */
+function slotOf(inbox: LiveInbox, seq: number): number {
+  const i = inbox.head + seq - inbox.first;
+  return i >= inbox.head && i < inbox.ids.length && inbox.ids[i] !== 0 ? i : -1;
+}
+
 /** Compact an inbox's array once this many removed entries lead it and they are the larger half. */
 const COMPACT_AFTER = 1024;
 
@@ -83,9 +89,7 @@ export class LiveIndex {
   /** Whether message `seq` of `user`'s inbox is live. */
   has(user: string, seq: number): boolean {
     const inbox = this.inboxes.get(user);
-    if (inbox === undefined) return false;
-    const i = inbox.head + seq - inbox.first;
-    return i >= inbox.head && i < inbox.ids.length && inbox.ids[i] !== 0;
+    return inbox !== undefined && slotOf(inbox, seq) >= 0;
   }
 
   /** Removes `user`'s entries with seq ≤ throughSeq (acknowledged, now tombstones). */
@@ -105,8 +109,8 @@ export class LiveIndex {
   remove(user: string, seq: number): void {
     const inbox = this.inboxes.get(user);
     if (inbox === undefined) return;
-    const i = inbox.head + seq - inbox.first;
-    if (i < inbox.head || i >= inbox.ids.length || inbox.ids[i] === 0) return;
+    const i = slotOf(inbox, seq);
+    if (i < 0) return;
     inbox.ids[i] = 0;
     this.entries--;
     this.settle(user, inbox);

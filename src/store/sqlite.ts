@@ -551,7 +551,7 @@ class Shard {
     const { lastSeq, count, bytes } = this.counters.get(user);
     // Waiting messages (a payload, above purged_through) counted, and the highest seq of any row,
     // tombstones included.
-    const purgedThrough = (this.s.purgedThrough.get(user) as number | undefined) ?? 0;
+    const purgedThrough = this.purgedThrough(user);
     const rows = this.db
       .prepare(
         `SELECT count(CASE WHEN seq > ? THEN payload END) AS count,
@@ -596,6 +596,11 @@ class Shard {
   /** The highest seq of `user`'s removed rows, as its inbox row records it (0 without a row). */
   private removedThrough(user: string): number {
     return (this.s.removedThrough.get(user) as number | undefined) ?? 0;
+  }
+
+  /** Every seq of `user` at or below this was removed as acknowledged (0 without an inbox row). */
+  private purgedThrough(user: string): number {
+    return (this.s.purgedThrough.get(user) as number | undefined) ?? 0;
   }
 
   /** A receipt source read from its row: one the receipt cache does not hold (any more). */
@@ -676,7 +681,7 @@ class Shard {
     let removed = 0;
     let complete = true;
     if (floor !== null) {
-      const purgedThrough = (s.purgedThrough.get(user) as number | undefined) ?? 0;
+      const purgedThrough = this.purgedThrough(user);
       // Clamped to the committed highest seq: purged_through must never pass a seq that may still be
       // assigned, nor one this transaction appended (the live index has it only once it commits).
       const upper = Math.min(floor, this.counters.committedLastSeq(user));
