@@ -27,6 +27,7 @@ import {
   writeResults,
 } from './lib/docs.js';
 import { scriptFlags, windowFlag } from './lib/flags.js';
+import { latencyLines } from './lib/latency.js';
 import { killAllRedisNow } from './lib/redis-server.js';
 import { bytes, int, labelledMarkdownTable, labelledTextTable, runMain } from './lib/report.js';
 import { clock, mib, runSoak, type SoakInterval, type SoakOptions, type SoakResult } from './lib/soak.js';
@@ -203,12 +204,7 @@ function chartLines(r: SoakResult): { memory: LineChart; latency: LineChart } {
       ...common,
       title: `Soak: latency per ${r.everySeconds} s interval`,
       unit: 'ms',
-      series: (['p50', 'p99', 'max'] as const).map((k) => ({
-        name: k,
-        points: r.intervals
-          .filter((i) => i.latencyMs !== null)
-          .map((i): [number, number] => [at(i), i.latencyMs![k]]),
-      })),
+      series: latencyLines(r.intervals.map((i) => [at(i), i.latencyMs])),
     },
   };
 }

@@ -31,6 +31,7 @@ import {
   addEncoded,
   type Histogram,
   type LatencySummary,
+  latencyLines,
   latencySummary,
   newHistogram,
   percentileCurve,
@@ -689,12 +690,7 @@ export function throughputReport(r: ThroughputScenarioResult, command = commandT
           : 'the messages delivered in each second',
       xLabel: 'seconds since the load started',
       unit: 'ms',
-      series: (['p50', 'p99', 'max'] as const).map((k) => ({
-        name: k,
-        points: r.timeSeries.latencyMs.flatMap((l, i): [number, number][] =>
-          l === null ? [] : [[i + 0.5, l[k]]],
-        ),
-      })),
+      series: latencyLines(r.timeSeries.latencyMs.map((l, i) => [i + 0.5, l])),
       bands: r.warmupSeconds > 0 ? [{ from: 0, to: r.warmupSeconds, label: 'warm-up' }] : [],
       xMax: Math.max(r.warmupSeconds + r.durationSeconds, r.timeSeries.delivered.length),
     },

@@ -4,6 +4,7 @@
  * 99.999 %), and the histogram as text so generator processes can send theirs to the parent.
  */
 import hdr from 'hdr-histogram-js';
+import type { LineSeries } from './chart.js';
 
 export type Histogram = hdr.Histogram;
 
@@ -64,4 +65,15 @@ export function addEncoded(into: Histogram, encoded: string): void {
   const h = hdr.decodeFromCompressedBase64(encoded);
   into.add(h);
   h.destroy();
+}
+
+/**
+ * Latency over time as chart lines (p50, p99, max): one [x, summary] per interval; an interval without
+ * deliveries (null) has no point.
+ */
+export function latencyLines(byInterval: readonly [x: number, LatencySummary | null][]): LineSeries[] {
+  return (['p50', 'p99', 'max'] as const).map((k) => ({
+    name: k,
+    points: byInterval.flatMap(([x, l]): [number, number][] => (l === null ? [] : [[x, l[k]]])),
+  }));
 }
