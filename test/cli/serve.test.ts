@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cluster.js';
-import { freePort, startServer } from '../helpers/server-process.js';
+import { freePort, semiSpaceOf, startServer } from '../helpers/server-process.js';
 
 describe('serve refuses to start', () => {
   let dir = '';
@@ -54,5 +54,23 @@ describe('serve refuses to start', () => {
     // Without --shards the folder's own count is used.
     const again = await startServer({ dataDir: dir });
     assert.equal(await again.stop(), 0);
+  });
+});
+
+describe("serve: the workers' young generation", () => {
+  it('is 1 MiB on SQLite unless --semi-space says otherwise', async () => {
+    for (const [args, expected] of [
+      [[], 1],
+      [['--semi-space', '4'], 4],
+    ] as const) {
+      const server = await startServer({ args: [...args] });
+      try {
+        const workers = server.workerPids();
+        assert.ok(workers.length > 0);
+        for (const pid of workers) assert.equal(semiSpaceOf(pid), expected, args.join(' ') || 'default');
+      } finally {
+        assert.equal(await server.stop(), 0);
+      }
+    }
   });
 });

@@ -15,7 +15,14 @@ import type { DeliverFrame, PresenceFrame } from '../../src/protocol/index.js';
 import { assertNoProblems } from '../helpers/audit.js';
 import { auditSenders, eventually, ResendingSender } from '../helpers/cluster.js';
 import { type RedisProcess, startRedis } from '../helpers/redis.js';
-import { BIN, freePort, type ServerProcess, startServer, TEST_WORKERS } from '../helpers/server-process.js';
+import {
+  BIN,
+  freePort,
+  type ServerProcess,
+  semiSpaceOf,
+  startServer,
+  TEST_WORKERS,
+} from '../helpers/server-process.js';
 import { closeAll, session, text, type WireClient } from '../wire/harness.js';
 
 describe('serve --store redis://', () => {
@@ -41,6 +48,12 @@ describe('serve --store redis://', () => {
     await closeAll(clients);
     await server?.stop();
     await redis?.stop();
+  });
+
+  it('runs its workers with the Redis default young generation (8 MiB)', () => {
+    const workers = server.workerPids();
+    assert.ok(workers.length > 0);
+    for (const pid of workers) assert.equal(semiSpaceOf(pid), 8);
   });
 
   it('stores, forwards, fans out to a group and tells presence', async () => {

@@ -171,6 +171,13 @@ export function children(pid: number): number[] {
   }
 }
 
+/** The young-generation size (MiB) a worker process runs with: its `--max-semi-space-size`, or null. */
+export function semiSpaceOf(pid: number): number | null {
+  const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  const flag = args.find((a) => a.startsWith('--max-semi-space-size='));
+  return flag === undefined ? null : Number(flag.slice('--max-semi-space-size='.length));
+}
+
 /** Every descendant of `pid`. */
 export function descendants(pid: number): number[] {
   const all: number[] = [];
