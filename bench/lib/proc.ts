@@ -18,7 +18,11 @@ export const CLK_TCK = (() => {
 
 export interface ProcEntry {
   ppid: number;
-  /** utime + stime, clock ticks. */
+  /**
+   * utime + stime + cutime + cstime, clock ticks: the process's own CPU time and that of the children
+   * it has reaped. A child that ends between two readings (Redis's append-only-file rewrite, a worker
+   * restarted) so moves its time into its parent's figure instead of taking it out of the tree's total.
+   */
   ticks: number;
 }
 
@@ -31,8 +35,9 @@ export function readProcessTable(): Map<number, ProcEntry> {
       const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
       // Fields after the command name, which is in parentheses and may contain spaces.
       const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-      stats.set(Number(entry), { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) });
+      // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15, cutime 16, cstime 17.
+      const ticks = Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]);
+      stats.set(Number(entry), { ppid: Number(rest[1]), ticks });
     } catch {
       // The process ended while we were reading.
     }
@@ -66,7 +71,7 @@ export interface TreeCpu {
   processes: number;
 }
 
-/** utime + stime of `rootPid` and all its descendants. */
+/** CPU time (ProcEntry.ticks) of `rootPid` and all its descendants. */
 export function treeCpu(rootPid: number): TreeCpu {
   const table = readProcessTable();
   const pids = processTree([rootPid], table);
@@ -75,7 +80,7 @@ export function treeCpu(rootPid: number): TreeCpu {
   return { seconds: ticks / CLK_TCK, processes: pids.length };
 }
 
-/** utime + stime of every process of the trees under `roots` (each process counted once). */
+/** CPU time (ProcEntry.ticks) of every process of the trees under `roots` (each process counted once). */
 export function treesCpu(roots: number[]): TreeCpu {
   const table = readProcessTable();
   const pids = processTree(roots, table);
