@@ -28,6 +28,9 @@
  * spreads the step's budget over them and runs `purge` for each; each step returns the units of work
  * done, as the SQLite store counts them (0 = nothing left to do now).
  *
+ * Durability full on Redis Cluster (redis/replica-ack.ts): each write is sent in a pipeline of its own with
+ * WAIT behind it, and counts once a replica has it, so that a failover cannot take back an ACCEPTED.
+ *
  * Faults (connection.ts): while Redis is unreachable every call rejects promptly with
  * StoreUnavailableError; ioredis reconnects by itself and calls succeed again. A write whose reply was lost
  * may have been applied: the caller's re-send gets 'duplicate' with the original seq.
@@ -67,6 +70,7 @@ import {
   PURGE_BUCKETS,
   userKeys,
 } from './redis/keys.js';
+import { ReplicaAck } from './redis/replica-ack.js';
 import { BATCH_LUA, INDEX_LUA, PURGE_LUA, READ_LUA } from './redis/scripts.js';
 
 /** What the store logs through (a pino logger). */
@@ -160,6 +164,8 @@ export class RedisInboxStore implements InboxStore {
   private constructor(
     private readonly client: StoreClient,
     private readonly caps: InboxCaps,
+    /** With durability full on Redis Cluster: writes count once a replica has them. */
+    private readonly replicaAck: ReplicaAck | null,
   ) {
     client.defineCommand('sbBatch', { numberOfKeys: 7, lua: BATCH_LUA });
     client.defineCommand('sbPurge', { numberOfKeys: 7, lua: PURGE_LUA });
@@ -180,16 +186,19 @@ export class RedisInboxStore implements InboxStore {
       maxBytes: Math.min(maxBytes, Number.MAX_SAFE_INTEGER),
       retentionMs: Math.min(retentionMs, Number.MAX_SAFE_INTEGER),
     };
-    const client = createClient(parseStoreUrl(opts.url), opts.commandTimeoutMs ?? 1_000);
+    const commandTimeoutMs = opts.commandTimeoutMs ?? 1_000;
+    const client = createClient(parseStoreUrl(opts.url), commandTimeoutMs);
     watchConnection(client, opts.log);
+    let replicaAck: ReplicaAck | null;
     try {
       await client.connect();
       await checkDurability(client, opts.durability, opts.log);
+      replicaAck = await ReplicaAck.forStore(client, opts.durability, commandTimeoutMs);
     } catch (err) {
       client.disconnect();
       throw err instanceof RedisConfigError ? err : unavailable(err);
     }
-    return new RedisInboxStore(client, caps);
+    return new RedisInboxStore(client, caps, replicaAck);
   }
 
   /** Queued for this tick's batch. The caller must not change the payload bytes until the promise settles. */
@@ -363,6 +372,7 @@ export class RedisInboxStore implements InboxStore {
         while (this.inflight.size > 0 || this.writes.size > 0) {
           await Promise.all([...this.inflight, ...this.writes]);
         }
+        this.replicaAck?.stop();
         await this.client.quit().catch(() => undefined);
         this.client.disconnect();
       })();
@@ -491,7 +501,15 @@ export class RedisInboxStore implements InboxStore {
       } else if (op.kind === 'ack') args.push('k', op.device, String(op.seq));
       else args.push('o', op.device, String(op.now));
     }
-    const applied = this.command(() => this.scripts.sbBatchBuffer(...args)).then(
+    const replicaAck = this.replicaAck;
+    const run =
+      replicaAck === null
+        ? () => this.scripts.sbBatchBuffer(...args)
+        : () =>
+            replicaAck
+              .write(args[0] as string, (p) => (p as unknown as Scripts).sbBatchBuffer(...args))
+              .then(([reply]) => reply as unknown[]);
+    const applied = this.command(run).then(
       (reply) => {
         const gen = Number(reply[0]);
         if (gen > 0) this.writeIndex(user, gen, String(reply[1]));
@@ -527,9 +545,12 @@ export class RedisInboxStore implements InboxStore {
     const key = groupMembersKey(group);
     const all: Promise<void>[] = [];
     for (const { join, user, done } of ops) {
-      const applied = this.command(() =>
-        join ? this.client.sadd(key, user) : this.client.srem(key, user),
-      ).then(() => done.resolve(), done.reject);
+      const replicaAck = this.replicaAck;
+      const run =
+        replicaAck === null
+          ? () => (join ? this.client.sadd(key, user) : this.client.srem(key, user))
+          : () => replicaAck.write(key, (p) => (join ? p.sadd(key, user) : p.srem(key, user)));
+      const applied = this.command<unknown>(run).then(() => done.resolve(), done.reject);
       track(this.writes, applied);
       all.push(applied);
     }
