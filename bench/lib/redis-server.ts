@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import calculateSlot from 'cluster-key-slot';
 import { Redis } from 'ioredis';
 import { freePort } from './server.js';
 
@@ -284,6 +285,37 @@ async function clusterProblem(nodes: readonly RedisProcess[]): Promise<string | 
   for (const r of replicas) {
     const master = offsets.get(r.master);
     if (master !== undefined && r.offset < master) return `replica ${r.port} is behind its master`;
+  }
+  // Linked is not yet answering: right after its first sync a replica can take a while to acknowledge
+  // writes (WAIT, which durability full waits for). A write to each master, then WAIT on its connection.
+  for (const port of new Set(replicas.map((r) => r.master))) {
+    if (!nodes.some((n) => n.port === port)) continue;
+    try {
+      const [info] = (await admin(port, [['cluster', 'nodes']])) as [string];
+      const key = keyServedBy(info);
+      if (key === null) continue;
+      const [, acked] = (await admin(port, [
+        ['set', key, 'settled'],
+        ['wait', 1, 200],
+      ])) as [unknown, number];
+      if (!(acked >= 1)) return `master ${port}: no replica acknowledges a write yet`;
+    } catch (err) {
+      return `master ${port}: ${(err as Error).message}`;
+    }
+  }
+  return null;
+}
+
+/** A key whose slot the node answering CLUSTER NODES (`myself`) serves, or null if it serves none. */
+function keyServedBy(clusterNodes: string): string | null {
+  const mine = clusterNodes.split('\n').find((line) => line.split(' ')[2]?.split(',').includes('myself'));
+  const ranges = (mine?.trim().split(' ').slice(8) ?? [])
+    .filter((r) => /^\d+(-\d+)?$/.test(r))
+    .map((r) => r.split('-').map(Number) as [number, number?]);
+  for (let n = 0; n < 100_000 && ranges.length > 0; n++) {
+    const key = `settle-${n}`;
+    const slot = calculateSlot(key);
+    if (ranges.some(([from, to = from]) => slot >= from && slot <= to)) return key;
   }
   return null;
 }

@@ -511,3 +511,74 @@ describe('RedisInboxStore across a cluster failover', () => {
     }
   });
 });
+
+/**
+ * Durability full on a Redis Cluster: an append counts once a replica has it (WAIT), so a failover cannot
+ * take it back. The replica of the user's master is cut off (stopped, its link closed by the master: a
+ * stopped process would still find what was sent in its socket's buffer once continued), an append is
+ * tried, the master is killed and the replica takes over.
+ */
+describe('RedisInboxStore, durability full: a write counts once a replica has it', () => {
+  let cluster: RedisCluster;
+  let stopped: number | null = null;
+  before(async () => {
+    cluster = await startRedisCluster();
+  });
+  after(async () => {
+    if (stopped !== null) process.kill(stopped, 'SIGCONT');
+    await cluster?.stop();
+  });
+
+  it('refuses an append no replica has; after the failover nothing that was stored is missing', async () => {
+    const store = await RedisInboxStore.open({ url: cluster.url, caps: DEFAULT_CAPS, durability: 'full' });
+    try {
+      const user = fresh('replica-ack');
+      assert.deepEqual(await appendOne(store, user, 1), [['stored', 1]]);
+      const master = await cluster.masterOf(inboxKey(user));
+      const [info] = (await admin(master.port, [['info', 'replication']])) as [string];
+      const replica = cluster.nodes.find(
+        (n) => n.port === Number(/^slave0:ip=[^,]*,port=(\d+)/m.exec(info)?.[1]),
+      );
+      assert.ok(replica, `master ${master.port} has no replica:\n${info}`);
+      process.kill(replica.pid, 'SIGSTOP');
+      stopped = replica.pid;
+      await admin(master.port, [['client', 'kill', 'type', 'replica']]);
+      const cutOff = await store.append([req(user, 2)]).then(
+        (results) => results.map((r) => r.status).join(),
+        (err: Error) => err,
+      );
+
+      await master.kill9();
+      process.kill(replica.pid, 'SIGCONT');
+      stopped = null;
+      // As a client does: what was refused is sent again, until the promoted replica takes it; what was
+      // answered stored is not (then the user's inbox is read once the new master serves it).
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        try {
+          if (cutOff instanceof Error) {
+            const [r] = await store.append([req(user, 2)]);
+            assert.equal(r?.status, 'stored', 'message 2 is new to the new master');
+          } else await store.read(user, 0, 1);
+          break;
+        } catch (err) {
+          assert.ok(err instanceof StoreUnavailableError, `unexpected failure: ${err}`);
+          assert.ok(Date.now() < deadline, 'no promoted replica serves the user within 60 s');
+          await sleep(200);
+        }
+      }
+      assert.equal((await cluster.masterOf(inboxKey(user))).port, replica.port, 'the replica took over');
+      assert.deepEqual(
+        (await store.read(user, 0, 10)).map((m) => m.clientMsgId),
+        [1, 2],
+        `every append that was answered stored is there (message 2 was answered ${String(cutOff)})`,
+      );
+      assert.ok(
+        cutOff instanceof StoreUnavailableError,
+        `the append no replica had was answered ${String(cutOff)}`,
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -8,11 +8,16 @@
  * replica has acknowledged it; otherwise it fails as the store being unavailable, and the client sends
  * it again (dedupe answers a write that was applied after all).
  *
- * Which masters have replicas comes from CLUSTER NODES, read at open and every second: a replica counts
- * until the cluster flags it failed, whatever the state of its link (a replica whose link just dropped
- * can still be promoted, so its master's writes must wait for it, and fail, meanwhile). CLUSTER SLOTS,
- * from which ioredis knows the nodes, leaves out replicas whose offset it has not heard of yet. A slot
- * whose master has no such replica is written without WAIT: no failover can take its writes back, and
+ * Which masters have replicas comes from CLUSTER NODES and each master's INFO (a new replica reaches the
+ * other nodes' CLUSTER NODES only by gossip), read at open and every second (CLUSTER SLOTS, from which
+ * ioredis knows the nodes, leaves out replicas whose offset it has not heard of yet). A replica
+ * counts while it could be promoted: always while the cluster has not flagged it failed, whatever the
+ * state of its link, and once flagged, until it has been silent longer than the oldest data Redis lets a
+ * replica be promoted with (cluster-node-timeout × cluster-replica-validity-factor + the replication
+ * ping period; forever with a factor of 0). A failed replica that comes back within that time can still
+ * take over from a master that died meanwhile, with none of what the master wrote since. So while a
+ * master's replica is down, that master's writes fail (STORE_UNAVAILABLE) for up to that time (about
+ * 160 s with Redis's defaults), then go on without WAIT: no failover can take them back then, and
  * its AOF (appendfsync always, as durability full requires) holds them. One Redis server (`redis://`)
  * has no automatic failover here, so it needs none either.
  */
@@ -27,25 +32,37 @@ export class ReplicaAckError extends Error {
   override name = 'ReplicaAckError';
 }
 
+/** How long after its last answer a failed replica can still be promoted, ms (Infinity: always). */
+export function promotableForMs(
+  nodeTimeoutMs: number,
+  validityFactor: number,
+  pingPeriodSeconds: number,
+): number {
+  return validityFactor === 0
+    ? Number.POSITIVE_INFINITY
+    : nodeTimeoutMs * validityFactor + pingPeriodSeconds * 1000;
+}
+
 /**
- * Replicas not flagged failed per master address (`host:port`), from CLUSTER NODES text: one node per
- * line, `<id> <ip:port@cport[,hostname]> <flags> <master id or -> …`.
+ * Replicas that could be promoted, per master address (`host:port`), from CLUSTER NODES text: one node
+ * per line, `<id> <ip:port@cport[,hostname]> <flags> <master id or -> <ping sent> <pong received> …`. A
+ * replica flagged `fail` counts until `now` is `promotableMs` past its last pong.
  */
-export function replicasByMaster(clusterNodes: string): Map<string, number> {
+export function replicasByMaster(
+  clusterNodes: string,
+  now: number,
+  promotableMs: number,
+): Map<string, number> {
   const addressOf = new Map<string, string>();
   const replicasOf = new Map<string, number>();
   for (const line of clusterNodes.split('\n')) {
-    const [id, address, flags, masterId] = line.trim().split(' ');
+    const [id, address, flags, masterId, , pongReceived] = line.trim().split(' ');
     if (id === undefined || address === undefined || flags === undefined || masterId === undefined) continue;
-    const flagList = flags.split(',');
     addressOf.set(id, address.split('@')[0]!);
-    if (
-      (flagList.includes('slave') || flagList.includes('replica')) &&
-      !flagList.includes('fail') &&
-      masterId !== '-'
-    ) {
-      replicasOf.set(masterId, (replicasOf.get(masterId) ?? 0) + 1);
-    }
+    const flagList = flags.split(',');
+    if (!(flagList.includes('slave') || flagList.includes('replica')) || masterId === '-') continue;
+    if (flagList.includes('fail') && !(now - Number(pongReceived) < promotableMs)) continue;
+    replicasOf.set(masterId, (replicasOf.get(masterId) ?? 0) + 1);
   }
   const out = new Map<string, number>();
   for (const [masterId, n] of replicasOf) {
@@ -66,6 +83,7 @@ export class ReplicaAck {
   private constructor(
     private readonly cluster: Cluster,
     private readonly waitMs: number,
+    private readonly promotableMs: number,
   ) {
     this.timer = setInterval(() => void this.refresh().catch(() => undefined), 1_000);
     this.timer.unref();
@@ -78,7 +96,25 @@ export class ReplicaAck {
     commandTimeoutMs: number,
   ): Promise<ReplicaAck | null> {
     if (durability !== 'full' || !(client instanceof Cluster)) return null;
-    const ack = new ReplicaAck(client, Math.max(1, Math.floor(commandTimeoutMs / 2)));
+    const config = (await client.call(
+      'CONFIG',
+      'GET',
+      'cluster-node-timeout',
+      'cluster-replica-validity-factor',
+      'repl-ping-replica-period',
+    )) as string[];
+    const setting = (name: string) => Number(config[config.indexOf(name) + 1]);
+    const promotable = promotableForMs(
+      setting('cluster-node-timeout'),
+      setting('cluster-replica-validity-factor'),
+      setting('repl-ping-replica-period'),
+    );
+    // A setting that could not be read keeps failed replicas counted: writes wait rather than risk one.
+    const ack = new ReplicaAck(
+      client,
+      Math.max(1, Math.floor(commandTimeoutMs * 0.8)),
+      Number.isNaN(promotable) ? Number.POSITIVE_INFINITY : promotable,
+    );
     try {
       await ack.refresh();
     } catch (err) {
@@ -94,10 +130,22 @@ export class ReplicaAck {
 
   /** Reads CLUSTER NODES from any node. */
   async refresh(): Promise<void> {
-    this.replicas = replicasByMaster(String(await this.cluster.call('CLUSTER', 'NODES')));
+    const masters = this.cluster.nodes('master');
+    const [nodes, ...infos] = await Promise.all([
+      this.cluster.call('CLUSTER', 'NODES'),
+      ...masters.map((m) => m.call('INFO', 'replication').catch(() => '')),
+    ]);
+    const replicas = replicasByMaster(String(nodes), Date.now(), this.promotableMs);
+    masters.forEach((m, i) => {
+      // A master knows the replicas linked to it at once; the other nodes hear of a new one by gossip.
+      const linked = Number(/^connected_slaves:(\d+)/m.exec(String(infos[i]))?.[1] ?? 0);
+      const address = `${m.options.host}:${m.options.port}`;
+      if (linked > (replicas.get(address) ?? 0)) replicas.set(address, linked);
+    });
+    this.replicas = replicas;
   }
 
-  /** Replicas (not flagged failed) of the master that serves `key`'s slot now, as far as known. */
+  /** Replicas that could take over from the master that serves `key`'s slot now, as far as known. */
   replicasOf(key: string): number {
     const master = this.cluster.slots[calculateSlot(key)]?.[0];
     return master === undefined ? 0 : (this.replicas.get(master) ?? 0);
