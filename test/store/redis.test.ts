@@ -1,8 +1,9 @@
 /**
  * The Redis InboxStore against real redis-server processes (test/helpers/redis.ts): the conformance suite
  * on one server and on a 3-master cluster, then what only Redis has — one script call per inbox per
- * tick, the AOF check of durability 'full', Redis killed and restarted under a live store, and a cluster
- * failover.
+ * tick, the AOF check of durability 'full', Redis killed and restarted under a live store, a cluster
+ * failover, and durability 'full' on a cluster waiting for a replica (WAIT) so that a failover loses
+ * nothing stored.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
