@@ -28,8 +28,9 @@
  * spreads the step's budget over them and runs `purge` for each; each step returns the units of work
  * done, as the SQLite store counts them (0 = nothing left to do now).
  *
- * Durability full on Redis Cluster (redis/replica-ack.ts): each write is sent in a pipeline of its own with
- * WAIT behind it, and counts once a replica has it, so that a failover cannot take back an ACCEPTED.
+ * Durability full on Redis Cluster (redis/replica-ack.ts): the writes of a tick to one master go in one
+ * pipeline with WAIT behind them, and count once a replica has them, so that a failover cannot take back
+ * an ACCEPTED.
  *
  * Faults (connection.ts): while Redis is unreachable every call rejects promptly with
  * StoreUnavailableError; ioredis reconnects by itself and calls succeed again. A write whose reply was lost

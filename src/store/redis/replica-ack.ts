@@ -3,10 +3,10 @@
  *
  * Redis replicates asynchronously: a master that answers a write and dies before its replica has
  * received it is replaced by that replica without the write, and a message already ACCEPTED would be
- * gone. So with durability full a write is sent with `WAIT 1 <ms>` right behind it in one pipeline —
- * the same connection to the same master, which makes WAIT cover it — and counts as done only once a
- * replica has acknowledged it; otherwise it fails as the store being unavailable, and the client sends
- * it again (dedupe answers a write that was applied after all).
+ * gone. So with durability full the writes of one turn to one master go in one pipeline with
+ * `WAIT 1 <ms>` behind them — the same connection to that master, which makes WAIT cover them — and
+ * count as done only once a replica has acknowledged them; otherwise they fail as the store being
+ * unavailable, and the clients send them again (dedupe answers a write that was applied after all).
  *
  * Which masters have replicas comes from CLUSTER NODES and each master's INFO (a new replica reaches the
  * other nodes' CLUSTER NODES only by gossip), read at open and every second (CLUSTER SLOTS, from which
@@ -72,8 +72,23 @@ export function replicasByMaster(
   return out;
 }
 
+const UNKNOWN_MASTER = '?';
+
+interface QueuedWrite {
+  /** Its commands' places in the pipeline: [from, to). */
+  from: number;
+  to: number;
+  resolve(replies: unknown[]): void;
+  reject(err: Error): void;
+}
+
 export class ReplicaAck {
   private replicas = new Map<string, number>();
+  /** This turn's writes, per master address. */
+  private readonly turn = new Map<
+    string,
+    { pipeline: ReturnType<Cluster['pipeline']>; writes: QueuedWrite[] }
+  >();
   private readonly timer: ReturnType<typeof setInterval>;
 
   /**
@@ -145,31 +160,69 @@ export class ReplicaAck {
     this.replicas = replicas;
   }
 
+  /** The master that serves `key`'s slot now, as ioredis knows it (`host:port`), or undefined. */
+  private masterOf(key: string): string | undefined {
+    return this.cluster.slots[calculateSlot(key)]?.[0];
+  }
+
   /** Replicas that could take over from the master that serves `key`'s slot now, as far as known. */
   replicasOf(key: string): number {
-    const master = this.cluster.slots[calculateSlot(key)]?.[0];
+    const master = this.masterOf(key);
     return master === undefined ? 0 : (this.replicas.get(master) ?? 0);
   }
 
   /**
-   * Runs the writes `queue` puts on a pipeline (commands on `key`'s slot), followed by WAIT when that slot
-   * has a replica; resolves with their replies once a replica has them, rejects with a command's error
-   * or a ReplicaAckError.
+   * Runs the writes `queue` puts on a pipeline (commands on `key`'s slot); resolves with their replies
+   * once a replica has them, rejects with a command's error or a ReplicaAckError. The writes of one turn
+   * of the event loop bound for one master share one pipeline and one WAIT behind them all (WAIT covers
+   * every earlier write of its connection): a round trip per master and turn, as auto-pipelining gives
+   * the other writes.
    */
-  async write(key: string, queue: (pipeline: ReturnType<Cluster['pipeline']>) => void): Promise<unknown[]> {
-    const pipeline = this.cluster.pipeline();
-    queue(pipeline);
-    const writes = pipeline.length;
-    const replicas = this.replicasOf(key);
-    if (replicas > 0) pipeline.call('WAIT', 1, this.waitMs);
-    const results = (await pipeline.exec()) as PipelineResult;
-    if (results === null || results.length < writes) throw new ReplicaAckError('the write was not sent');
-    for (const [error] of results) if (error) throw error;
-    if (replicas > 0 && !(Number(results[writes]?.[1]) >= 1)) {
-      throw new ReplicaAckError(
-        `no replica acknowledged the write within ${this.waitMs} ms (durability full needs one)`,
+  write(key: string, queue: (pipeline: ReturnType<Cluster['pipeline']>) => void): Promise<unknown[]> {
+    // A slot whose master is not known yet (before the first slot map) is written with WAIT as well.
+    const master = this.masterOf(key) ?? UNKNOWN_MASTER;
+    let batch = this.turn.get(master);
+    if (batch === undefined) {
+      batch = { pipeline: this.cluster.pipeline(), writes: [] };
+      this.turn.set(master, batch);
+      if (this.turn.size === 1) process.nextTick(() => this.flush());
+    }
+    const from = batch.pipeline.length;
+    queue(batch.pipeline);
+    const to = batch.pipeline.length;
+    return new Promise((resolve, reject) => batch.writes.push({ from, to, resolve, reject }));
+  }
+
+  /** Sends this turn's pipelines, each with WAIT behind it when its master has a replica. */
+  private flush(): void {
+    const batches = [...this.turn];
+    this.turn.clear();
+    for (const [master, { pipeline, writes }] of batches) {
+      const count = pipeline.length;
+      const replicas = master === UNKNOWN_MASTER ? 1 : (this.replicas.get(master) ?? 0);
+      if (replicas > 0) pipeline.call('WAIT', 1, this.waitMs);
+      pipeline.exec().then(
+        (results: PipelineResult) => {
+          const acked = replicas === 0 || Number(results?.[count]?.[1]) >= 1;
+          for (const w of writes) {
+            const mine = results?.slice(w.from, w.to);
+            const failed = mine?.find(([error]) => error !== null)?.[0];
+            if (mine === undefined || mine.length < w.to - w.from) {
+              w.reject(new ReplicaAckError('the write was not sent'));
+            } else if (failed) w.reject(failed);
+            else if (!acked) {
+              w.reject(
+                new ReplicaAckError(
+                  `no replica acknowledged the write within ${this.waitMs} ms (durability full needs one)`,
+                ),
+              );
+            } else w.resolve(mine.map(([, reply]) => reply));
+          }
+        },
+        (err: Error) => {
+          for (const w of writes) w.reject(err);
+        },
       );
     }
-    return results.slice(0, writes).map(([, reply]) => reply);
   }
 }
