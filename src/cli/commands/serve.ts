@@ -80,7 +80,7 @@ export function registerServe(program: Command): void {
     .addOption(
       new Option(
         '--durability <mode>',
-        'normal: survives a crash of the process; full: also power loss (fsync per commit)',
+        'normal: survives a crash of the process; full: also power loss (fsync per commit), and on a Redis Cluster a failover (a replica has each write)',
       )
         .choices(['normal', 'full'])
         .default('normal'),
