@@ -151,7 +151,7 @@ function findings(r: SoakResult): string[] {
     r.store === 'redis'
       ? `Redis: RSS ${bytes(r.redisRssBytes?.before ?? 0)} before the load, ${bytes(r.redisRssBytes?.end ?? 0)} at the end, at most ${bytes(r.redisRssBytes?.max ?? 0)}; its folder (the append-only file) ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`}.`
       : `Data folder: ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`} (both copies of each message, its dedupe entry, and the tombstones the retention period keeps).`,
-    `Latency over the whole run: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, p99.9 ${r.latencyMs.p999} ms, max ${r.latencyMs.max} ms; server CPU ${r.serverCpuMicrosPerMessage ?? '–'} µs per message.`,
+    `Latency over the whole run: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, p99.9 ${r.latencyMs.p999} ms, max ${r.latencyMs.max} ms; server CPU ${r.serverCpuMicrosPerMessage ?? '–'} µs per message; the generator (this benchmark's process) ${r.generatorCpuSeconds} s of CPU, ${Math.round((r.generatorCpuSeconds / r.durationSeconds) * 100)} % of one core.`,
   ];
   return out;
 }

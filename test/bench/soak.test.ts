@@ -97,6 +97,7 @@ describe('bench:soak script', () => {
       /\| time \| msg\/s \| p50 ms \| p99 ms \| max ms \| server CPU % \| server RSS MiB \| data MiB \|/,
     );
     assert.match(text, /0 undelivered/);
+    assert.match(text, /the generator \(this benchmark's process\) [\d.]+ s of CPU, \d+ % of one core/);
     assert.match(text, /!\[server memory and data folder over the soak\]\(soak\.svg\)/);
     assert.match(text, /!\[latency per interval over the soak\]\(soak-latency\.svg\)/);
     assert.match(readFileSync(svg, 'utf8'), /^<svg [^>]*>[\s\S]*data folder[\s\S]*<\/svg>\s*$/);
