@@ -143,7 +143,7 @@ export class ReplicaAck {
     clearInterval(this.timer);
   }
 
-  /** Reads CLUSTER NODES from any node. */
+  /** Reads CLUSTER NODES from any node and INFO replication from every master. */
   async refresh(): Promise<void> {
     const masters = this.cluster.nodes('master');
     const [nodes, ...infos] = await Promise.all([
@@ -163,12 +163,6 @@ export class ReplicaAck {
   /** The master that serves `key`'s slot now, as ioredis knows it (`host:port`), or undefined. */
   private masterOf(key: string): string | undefined {
     return this.cluster.slots[calculateSlot(key)]?.[0];
-  }
-
-  /** Replicas that could take over from the master that serves `key`'s slot now, as far as known. */
-  replicasOf(key: string): number {
-    const master = this.masterOf(key);
-    return master === undefined ? 0 : (this.replicas.get(master) ?? 0);
   }
 
   /**
