@@ -102,8 +102,11 @@ function parseOptions(argv: string[]): Options {
 const COLUMNS = ['time', 'msg/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU %', 'server RSS MiB', 'data MiB'];
 const REDIS_COLUMNS = ['Redis CPU %', 'Redis RSS MiB'];
 
+/** Every process on the machine: with the server's and Redis's columns, what the rest (the generator) took. */
+const MACHINE_COLUMN = 'machine CPU %';
+
 function columns(r: SoakResult): string[] {
-  return r.store === 'redis' ? [...COLUMNS, ...REDIS_COLUMNS] : COLUMNS;
+  return [...COLUMNS, ...(r.store === 'redis' ? REDIS_COLUMNS : []), MACHINE_COLUMN];
 }
 
 function cells(i: SoakInterval): string[] {
@@ -119,6 +122,7 @@ function cells(i: SoakInterval): string[] {
     mib(i.serverRssBytes),
     mib(i.dataBytes),
     ...redis,
+    i.machineCpuPercent === null ? '–' : i.machineCpuPercent.toFixed(0),
   ];
 }
 

@@ -11,7 +11,7 @@ import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { type LatencySummary, latencySummary } from './latency.js';
 import { machineInfo, SERVER_CPU } from './machine.js';
-import { rssBytes, totalRss, treeRss, treesCpu } from './proc.js';
+import { machineCpu, rssBytes, totalRss, treeRss, treesCpu } from './proc.js';
 import { type RedisProcess, startRedis } from './redis-server.js';
 import { endProgress, int, progress, round } from './report.js';
 import { ServerProcess } from './server.js';
@@ -45,6 +45,8 @@ interface Sample {
   /** With --store redis: the redis-server's RSS and CPU; else null. */
   redisRssBytes: number | null;
   redisCpuSeconds: number | null;
+  /** Busy time of the whole machine (every process, every core), seconds; null when unreadable. */
+  machineBusySeconds: number | null;
 }
 
 /** One row of the result: the interval that ends at `endSeconds`. */
@@ -61,6 +63,11 @@ export interface SoakInterval {
   /** With --store redis: its CPU over the interval (% of one core) and RSS at the end; else null. */
   redisCpuPercent: number | null;
   redisRssBytes: number | null;
+  /**
+   * The whole machine's busy time over the interval (server, Redis, this generator and anything else),
+   * % of one core: 100 × the core count is every core full. Null when /proc/stat is unreadable.
+   */
+  machineCpuPercent: number | null;
 }
 
 export interface SoakResult {
@@ -128,6 +135,7 @@ function sampleServer(server: ServerProcess, redis: RedisProcess | null, atSecon
     dataBytes: folderBytes(server.dir) + (redis === null ? 0 : folderBytes(redis.dir)),
     redisRssBytes: redis === null ? null : (rssBytes(redis.pid) ?? 0),
     redisCpuSeconds: redis === null ? null : treesCpu([redis.pid]).seconds,
+    machineBusySeconds: machineCpu()?.busySeconds ?? null,
   };
 }
 
@@ -187,6 +195,10 @@ function intervalsOf(samples: Sample[], load: LoadResult, everySeconds: number):
           ? null
           : round(((to.redisCpuSeconds - from.redisCpuSeconds) / span) * 100, 1),
       redisRssBytes: to.redisRssBytes,
+      machineCpuPercent:
+        to.machineBusySeconds === null || from.machineBusySeconds === null
+          ? null
+          : round(((to.machineBusySeconds - from.machineBusySeconds) / span) * 100, 1),
     });
   }
   return out;

@@ -79,6 +79,8 @@ describe('bench:soak script', () => {
       assert.ok(i.latencyMs.p99 <= i.latencyMs.max);
       assert.ok(i.serverRssBytes > 10 * 2 ** 20, 'the server tree holds some memory');
       assert.ok(i.serverCpuPercent > 0);
+      // The machine's busy time includes the server's (and this generator's).
+      assert.ok(i.machineCpuPercent !== null && i.machineCpuPercent > i.serverCpuPercent / 2);
     }
     // The store grew on disk with what it kept.
     assert.ok(r.dataBytes.end > r.dataBytes.before, 'the data folder grew');
@@ -94,7 +96,7 @@ describe('bench:soak script', () => {
     assert.ok(!text.includes('\nold\n'));
     assert.match(
       text,
-      /\| time \| msg\/s \| p50 ms \| p99 ms \| max ms \| server CPU % \| server RSS MiB \| data MiB \|/,
+      /\| time \| msg\/s \| p50 ms \| p99 ms \| max ms \| server CPU % \| server RSS MiB \| data MiB \| machine CPU % \|/,
     );
     assert.match(text, /0 undelivered/);
     assert.match(text, /the generator \(this benchmark's process\) [\d.]+ s of CPU, \d+ % of one core/);
