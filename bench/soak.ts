@@ -149,12 +149,14 @@ function findings(r: SoakResult): string[] {
     half === null
       ? ''
       : ` Over the second half of the run it stayed within ${bytes(half.min)}–${bytes(half.max)}, a trend of ${half.trendPerMinute >= 0 ? '+' : '−'}${bytes(Math.abs(half.trendPerMinute))} per minute.`;
+  const perMessage =
+    r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`;
   const out = [
     `Delivered ${int(r.delivered)} of ${int(r.sent)} sent; after the drain ${r.undelivered === null ? 'not checked' : `${int(r.undelivered)} undelivered`}; errors: ${Object.keys(r.errorsByName).length === 0 ? 'none' : JSON.stringify(r.errorsByName)}. The server ${r.serverExit === 'exit code 0' ? 'exited cleanly (code 0) on SIGTERM' : `ended with ${r.serverExit}`}.`,
     `Server memory (the whole process tree's RSS): ${bytes(rss.before)} before the load, ${bytes(rss.end)} at the end, at most ${bytes(rss.max)}.${trend}`,
     r.store === 'redis'
-      ? `Redis: RSS ${bytes(r.redisRssBytes?.before ?? 0)} before the load, ${bytes(r.redisRssBytes?.end ?? 0)} at the end, at most ${bytes(r.redisRssBytes?.max ?? 0)}; its folder (the append-only file) ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`}.`
-      : `Data folder: ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${r.dataBytesPerMessage === null ? '' : `, ${int(r.dataBytesPerMessage)} bytes per message delivered`} (both copies of each message, its dedupe entry, and the tombstones the retention period keeps).`,
+      ? `Redis: RSS ${bytes(r.redisRssBytes?.before ?? 0)} before the load, ${bytes(r.redisRssBytes?.end ?? 0)} at the end, at most ${bytes(r.redisRssBytes?.max ?? 0)}; its folder (the append-only file) ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${perMessage}.`
+      : `Data folder: ${bytes(r.dataBytes.before)} → ${bytes(r.dataBytes.end)}${perMessage} (both copies of each message, its dedupe entry, and the tombstones the retention period keeps).`,
     `Latency over the whole run: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, p99.9 ${r.latencyMs.p999} ms, max ${r.latencyMs.max} ms; server CPU ${r.serverCpuMicrosPerMessage ?? '–'} µs per message; the generator (this benchmark's process) ${r.generatorCpuSeconds} s of CPU, ${Math.round((r.generatorCpuSeconds / r.durationSeconds) * 100)} % of one core.`,
   ];
   return out;

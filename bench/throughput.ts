@@ -664,6 +664,12 @@ export function throughputReport(r: ThroughputScenarioResult, command = commandT
       'The generator was above 90 % of its core(s): msg/s is the generator’s ceiling, not the server’s.',
     );
   }
+  // Both charts over time share one axis: seconds since the load started, the warm-up shaded.
+  const timeAxis = {
+    xLabel: 'seconds since the load started',
+    bands: r.warmupSeconds > 0 ? [{ from: 0, to: r.warmupSeconds, label: 'warm-up' }] : [],
+    xMax: Math.max(r.warmupSeconds + r.durationSeconds, r.timeSeries.delivered.length),
+  };
   return {
     scenario: 'throughput',
     title: 'Switchboard bench throughput',
@@ -672,27 +678,23 @@ export function throughputReport(r: ThroughputScenarioResult, command = commandT
     notes,
     loadAverage: r.loadAverage,
     throughput: {
+      ...timeAxis,
       title: 'Delivered messages per second',
       subtitle: `${int(r.users)} users, ${describeMode(r)}`,
-      xLabel: 'seconds since the load started',
       unit: 'msg/s',
       series: [
         { name: 'delivered', points: ratePoints(r.timeSeries.delivered, r.timeSeries.intervalSeconds) },
       ],
-      bands: r.warmupSeconds > 0 ? [{ from: 0, to: r.warmupSeconds, label: 'warm-up' }] : [],
-      xMax: Math.max(r.warmupSeconds + r.durationSeconds, r.timeSeries.delivered.length),
     },
     latencyOverTime: {
+      ...timeAxis,
       title: 'Latency per second',
       subtitle:
         r.processes > 1
           ? `each figure the highest of the ${r.processes} generator processes' in that second`
           : 'the messages delivered in each second',
-      xLabel: 'seconds since the load started',
       unit: 'ms',
       series: latencyLines(r.timeSeries.latencyMs.map((l, i) => [i + 0.5, l])),
-      bands: r.warmupSeconds > 0 ? [{ from: 0, to: r.warmupSeconds, label: 'warm-up' }] : [],
-      xMax: Math.max(r.warmupSeconds + r.durationSeconds, r.timeSeries.delivered.length),
     },
     latency: {
       title: 'Latency by percentile (HdrHistogram)',

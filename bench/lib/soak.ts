@@ -172,6 +172,11 @@ export function clock(seconds: number): string {
 /** Bytes as whole MiB, e.g. "352". */
 export const mib = (n: number): string => (n / 2 ** 20).toFixed(0);
 
+/** CPU seconds read at two samples `span` seconds apart, as % of one core; null if either is unknown. */
+function cpuPercent<T extends number | null>(from: T, to: T, span: number): T {
+  return (from === null || to === null ? null : round(((to - from) / span) * 100, 1)) as T;
+}
+
 /** The samples and the load's per-second and per-bucket figures as one row per interval. */
 function intervalsOf(samples: Sample[], load: LoadResult, everySeconds: number): SoakInterval[] {
   const out: SoakInterval[] = [];
@@ -187,18 +192,12 @@ function intervalsOf(samples: Sample[], load: LoadResult, everySeconds: number):
       endSeconds: round(to.atSeconds, 1),
       msgPerSec: Math.round(delivered / everySeconds),
       latencyMs: load.latencyPerBucket[i - 1] ?? null,
-      serverCpuPercent: round(((to.cpuSeconds - from.cpuSeconds) / span) * 100, 1),
+      serverCpuPercent: cpuPercent(from.cpuSeconds, to.cpuSeconds, span),
       serverRssBytes: to.rssBytes,
       dataBytes: to.dataBytes,
-      redisCpuPercent:
-        to.redisCpuSeconds === null || from.redisCpuSeconds === null
-          ? null
-          : round(((to.redisCpuSeconds - from.redisCpuSeconds) / span) * 100, 1),
+      redisCpuPercent: cpuPercent(from.redisCpuSeconds, to.redisCpuSeconds, span),
       redisRssBytes: to.redisRssBytes,
-      machineCpuPercent:
-        to.machineBusySeconds === null || from.machineBusySeconds === null
-          ? null
-          : round(((to.machineBusySeconds - from.machineBusySeconds) / span) * 100, 1),
+      machineCpuPercent: cpuPercent(from.machineBusySeconds, to.machineBusySeconds, span),
     });
   }
   return out;
