@@ -58,9 +58,9 @@ describe('serve refuses to start', () => {
 });
 
 describe("serve: the workers' young generation", () => {
-  it('is 1 MiB on SQLite unless --semi-space says otherwise', async () => {
+  it('is 16 MiB on SQLite unless --semi-space says otherwise', async () => {
     for (const [args, expected] of [
-      [[], 1],
+      [[], 16],
       [['--semi-space', '4'], 4],
     ] as const) {
       const server = await startServer({ args: [...args] });

@@ -17,12 +17,16 @@ import { existingShardCount } from '../../store/sqlite.js';
 import { parseBytes, parseDuration } from '../../util/duration.js';
 
 /**
- * The young generation's default with the Redis store. Every write there waits a network round trip, and
- * the objects of the messages in flight (ioredis's commands, their timers, the calls waiting on them)
- * outlive a 1 MiB semi-space's scavenges: they were promoted and left to full collections. Measured
- * side by side (docs/OPERATIONS.md): 8 MiB −17 % CPU per message and p99 halved at 5 000 msg/s. SQLite's
- * writes finish within the tick, and there 1 MiB costs nothing measurable.
+ * The workers' young generation (V8's semi-space, MiB), per store. It must hold what the messages in flight
+ * allocate between two scavenges, or their objects are copied and promoted, and left to full collections.
+ * On SQLite a loaded turn allocates 1–2 MiB before its commit answers it (≈ 4 KiB per message), so with
+ * 1 MiB every turn's state was copied: measured pinned, 1 000 users at full load, 16 MiB (Node's default
+ * maximum on 64-bit) −7 to −15 % CPU per message and a lower p99, with no measurable cost in idle connections
+ * (100 000 held at 4.08 KiB each, docs/BENCHMARKS.md). On Redis every write also waits a round trip, and
+ * 8 MiB measured best: −17 % CPU per message and p99 halved against 1 MiB at 5 000 msg/s, where 16 MiB
+ * cost the same CPU at a p99 half again as high (docs/OPERATIONS.md).
  */
+const SQLITE_SEMI_SPACE_MIB = 16;
 const REDIS_SEMI_SPACE_MIB = 8;
 
 interface ServeFlags {
@@ -106,7 +110,7 @@ export function registerServe(program: Command): void {
     .option('--workers <n>', 'worker processes (default: one per core)')
     .option(
       '--semi-space <MiB>',
-      "V8's young-generation semi-space per worker: small keeps idle connections cheap (default: 1, with --store " +
+      `V8's young-generation semi-space per worker (default: ${SQLITE_SEMI_SPACE_MIB}, with --store ` +
         `${REDIS_SEMI_SPACE_MIB})`,
     )
     .option(
@@ -203,7 +207,7 @@ async function startPrimary(flags: ServeFlags, log: Logger): Promise<void> {
         flags.semiSpace === undefined
           ? url
             ? REDIS_SEMI_SPACE_MIB
-            : 1
+            : SQLITE_SEMI_SPACE_MIB
           : positiveInt(flags.semiSpace, '--semi-space'),
     },
     log,
