@@ -71,7 +71,7 @@ import {
   PURGE_BUCKETS,
   userKeys,
 } from './redis/keys.js';
-import { ReplicaAck } from './redis/replica-ack.js';
+import { ReplicaAck, type WritePipeline } from './redis/replica-ack.js';
 import { BATCH_LUA, INDEX_LUA, PURGE_LUA, READ_LUA } from './redis/scripts.js';
 
 /** What the store logs through (a pino logger). */
@@ -502,14 +502,11 @@ export class RedisInboxStore implements InboxStore {
       } else if (op.kind === 'ack') args.push('k', op.device, String(op.seq));
       else args.push('o', op.device, String(op.now));
     }
-    const replicaAck = this.replicaAck;
-    const run =
-      replicaAck === null
-        ? () => this.scripts.sbBatchBuffer(...args)
-        : () =>
-            replicaAck
-              .write(args[0] as string, (p) => (p as unknown as Scripts).sbBatchBuffer(...args))
-              .then(([reply]) => reply as unknown[]);
+    const run = this.replicated(
+      args[0] as string,
+      () => this.scripts.sbBatchBuffer(...args),
+      (p) => (p as unknown as Scripts).sbBatchBuffer(...args),
+    );
     const applied = this.command(run).then(
       (reply) => {
         const gen = Number(reply[0]);
@@ -546,12 +543,12 @@ export class RedisInboxStore implements InboxStore {
     const key = groupMembersKey(group);
     const all: Promise<void>[] = [];
     for (const { join, user, done } of ops) {
-      const replicaAck = this.replicaAck;
-      const run =
-        replicaAck === null
-          ? () => (join ? this.client.sadd(key, user) : this.client.srem(key, user))
-          : () => replicaAck.write(key, (p) => (join ? p.sadd(key, user) : p.srem(key, user)));
-      const applied = this.command<unknown>(run).then(() => done.resolve(), done.reject);
+      const run = this.replicated<unknown>(
+        key,
+        () => (join ? this.client.sadd(key, user) : this.client.srem(key, user)),
+        (p) => (join ? p.sadd(key, user) : p.srem(key, user)),
+      );
+      const applied = this.command(run).then(() => done.resolve(), done.reject);
       track(this.writes, applied);
       all.push(applied);
     }
@@ -575,6 +572,21 @@ export class RedisInboxStore implements InboxStore {
     );
     track(this.writes, write);
     return write;
+  }
+
+  /**
+   * How one write on `key` is sent: `direct` on the client; with durability full on Redis Cluster, `queue`
+   * puts it on the turn's pipeline to `key`'s master with WAIT behind it (replica-ack.ts), and its reply
+   * comes once a replica has it.
+   */
+  private replicated<T>(
+    key: string,
+    direct: () => Promise<T>,
+    queue: (p: WritePipeline) => void,
+  ): () => Promise<T> {
+    const ack = this.replicaAck;
+    if (ack === null) return direct;
+    return () => ack.write(key, queue).then(([reply]) => reply as T);
   }
 
   /** Runs one command (or a few), tracked for close(); any failure becomes a StoreUnavailableError. */

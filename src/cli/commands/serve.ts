@@ -22,9 +22,9 @@ import { parseBytes, parseDuration } from '../../util/duration.js';
  * On SQLite a loaded turn allocates 1–2 MiB before its commit answers it (≈ 4 KiB per message), so with
  * 1 MiB every turn's state was copied: measured pinned, 1 000 users at full load, 16 MiB (Node's default
  * maximum on 64-bit) −6 to −14 % CPU per message and a lower p99, the same below full load, and idle
- * connections about as cheap (100 000 held at 4.08 KiB each, docs/BENCHMARKS.md). On Redis every write also waits a round trip, and
- * 8 MiB measured best: −17 % CPU per message and p99 halved against 1 MiB at 5 000 msg/s, where 16 MiB
- * cost the same CPU at a p99 half again as high (docs/OPERATIONS.md).
+ * connections about as cheap (100 000 held at 4.08 KiB each, docs/BENCHMARKS.md). On Redis every write
+ * also waits a round trip, and 8 MiB measured best: −17 % CPU per message and p99 halved against 1 MiB
+ * at 5 000 msg/s, where 16 MiB cost the same CPU at a p99 half again as high (docs/OPERATIONS.md).
  */
 const SQLITE_SEMI_SPACE_MIB = 16;
 const REDIS_SEMI_SPACE_MIB = 8;

@@ -25,6 +25,9 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster } from 'ioredis';
 import type { StoreClient } from './connection.js';
 
+/** The pipeline a write's commands are queued on. */
+export type WritePipeline = ReturnType<Cluster['pipeline']>;
+
 /** What a pipeline gives back: one [error, reply] per command. */
 type PipelineResult = [Error | null, unknown][] | null;
 
@@ -85,10 +88,7 @@ interface QueuedWrite {
 export class ReplicaAck {
   private replicas = new Map<string, number>();
   /** This turn's writes, per master address. */
-  private readonly turn = new Map<
-    string,
-    { pipeline: ReturnType<Cluster['pipeline']>; writes: QueuedWrite[] }
-  >();
+  private readonly turn = new Map<string, { pipeline: WritePipeline; writes: QueuedWrite[] }>();
   private readonly timer: ReturnType<typeof setInterval>;
 
   /**
@@ -172,7 +172,7 @@ export class ReplicaAck {
    * every earlier write of its connection): a round trip per master and turn, as auto-pipelining gives
    * the other writes.
    */
-  write(key: string, queue: (pipeline: ReturnType<Cluster['pipeline']>) => void): Promise<unknown[]> {
+  write(key: string, queue: (pipeline: WritePipeline) => void): Promise<unknown[]> {
     // A slot whose master is not known yet (before the first slot map) is written with WAIT as well.
     const master = this.masterOf(key) ?? UNKNOWN_MASTER;
     let batch = this.turn.get(master);
