@@ -12,13 +12,15 @@ import { type ServerProcess, startServer } from '../helpers/server-process.js';
 import { closeAll, connect, sleep, type WireClient } from '../wire/harness.js';
 
 const CAP = 10;
+/** An address of its own, so every connection the server counts is this test's (wire/05-limits.test.ts). */
+const HOST = '127.0.0.78';
 
 describe('cluster: --workers 2 --max-connections 10', () => {
   let server: ServerProcess | undefined;
   const clients: WireClient[] = [];
 
   before(async () => {
-    server = await startServer({ workers: 2, args: ['--max-connections', String(CAP)] });
+    server = await startServer({ workers: 2, args: ['--max-connections', String(CAP)], host: HOST });
   });
   after(async () => {
     await closeAll(clients);
@@ -30,7 +32,7 @@ describe('cluster: --workers 2 --max-connections 10', () => {
     port: number,
     user: string,
   ): Promise<{ client: WireClient; welcome?: Placed['welcome']; error?: { code: number; ref: number } }> {
-    const client = await connect(port, user, { timeoutMs: 10_000 });
+    const client = await connect(port, user, { timeoutMs: 10_000, host: HOST });
     clients.push(client);
     client.sendHello(user, 'd');
     const first = await client.waitFor(() => true, 10_000);
@@ -43,7 +45,7 @@ describe('cluster: --workers 2 --max-connections 10', () => {
     const port = server!.port;
     // Ten, one after the other: the primary's round-robin gives each worker its share of five.
     const held: Placed[] = [];
-    for (let i = 0; i < CAP; i++) held.push(await openSession(port, `mc-u${i}`, 'd'));
+    for (let i = 0; i < CAP; i++) held.push(await openSession(port, `mc-u${i}`, 'd', { host: HOST }));
     clients.push(...held.map((p) => p.client));
     const byNode = new Map<string, number>();
     for (const p of held) byNode.set(p.welcome.node, (byNode.get(p.welcome.node) ?? 0) + 1);

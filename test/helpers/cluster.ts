@@ -105,10 +105,10 @@ export async function openSession(
   port: number,
   user: string,
   device: string,
-  opts: { timeoutMs?: number; resumeAfter?: number; token?: string } = {},
+  opts: { timeoutMs?: number; resumeAfter?: number; token?: string; host?: string } = {},
 ): Promise<Placed> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const client = await connect(port, `${user}/${device}`, { timeoutMs });
+  const client = await connect(port, `${user}/${device}`, { timeoutMs, host: opts.host });
   try {
     const welcome = await client.hello(user, device, {
       timeoutMs,

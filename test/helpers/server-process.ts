@@ -28,15 +28,22 @@ export interface StartServerOptions {
   workers?: number;
   /** 'https' for a server started with --tls-cert (its certificate is not checked by the readiness probe). */
   healthScheme?: 'http' | 'https';
+  /**
+   * The loopback address both ports listen on (default 127.0.0.1). A test that counts connections gives
+   * its server an address of its own: a client of another test file, retrying a port that `freePort`
+   * has since handed to this server, then cannot reach it.
+   */
+  host?: string;
 }
 
 /** The worker count tests run the server with: CI runs the suites with 1 and with 4. */
 export const TEST_WORKERS = Number(process.env.SWITCHBOARD_TEST_WORKERS ?? 1) || 1;
 
 export interface ServerProcess {
+  host: string;
   port: number;
   httpPort: number;
-  /** `127.0.0.1:port`, the SDK/CLI endpoint. */
+  /** `host:port`, the SDK/CLI endpoint. */
   endpoint: string;
   dataDir: string;
   pid: number;
@@ -52,13 +59,13 @@ export interface ServerProcess {
   output(): string;
 }
 
-/** A port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
+/** A port free on `host` (default 127.0.0.1) right now. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
     srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const { port } = srv.address() as net.AddressInfo;
       srv.close(() => resolve(port));
     });
@@ -66,9 +73,10 @@ export function freePort(): Promise<number> {
 }
 
 export async function startServer(opts: StartServerOptions = {}): Promise<ServerProcess> {
-  const port = opts.port ?? (await freePort());
-  let httpPort = opts.httpPort ?? (await freePort());
-  while (httpPort === port) httpPort = await freePort();
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? (await freePort(host));
+  let httpPort = opts.httpPort ?? (await freePort(host));
+  while (httpPort === port) httpPort = await freePort(host);
   const ownsData = !opts.dataDir;
   const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-test-'));
   const child: ChildProcess = spawn(
@@ -76,6 +84,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
     [
       BIN,
       'serve',
+      '--host',
+      host,
       '--port',
       String(port),
       '--http-port',
@@ -112,7 +122,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
       removeData();
       throw new Error(`server exited with ${exitCode} before it was ready:\n${out}`);
     }
-    if (await healthy(httpPort, opts.healthScheme)) break;
+    if (await healthy(host, httpPort, opts.healthScheme)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       await exited;
@@ -123,9 +133,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
   }
 
   return {
+    host,
     port,
     httpPort,
-    endpoint: `127.0.0.1:${port}`,
+    endpoint: `${host}:${port}`,
     dataDir,
     pid: child.pid!,
     async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
@@ -194,12 +205,12 @@ function alive(pid: number): boolean {
   }
 }
 
-function healthy(httpPort: number, scheme: 'http' | 'https' = 'http'): Promise<boolean> {
+function healthy(host: string, httpPort: number, scheme: 'http' | 'https' = 'http'): Promise<boolean> {
   return new Promise((resolve) => {
     const get = scheme === 'https' ? https.get : http.get;
     const req = get(
       {
-        host: '127.0.0.1',
+        host,
         port: httpPort,
         path: '/healthz',
         agent: false,

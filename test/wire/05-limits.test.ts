@@ -236,9 +236,17 @@ describe('connection cap (--max-connections 3)', () => {
   let server: Server;
   const clients: WireClient[] = [];
 
+  // An exact count needs every connection to be this test's: an address of its own keeps out a client of
+  // another test file that retries a port this server was later given.
+  const host = '127.0.0.77';
+
   before(async () => {
     // An exact count needs one process: with several workers each refuses beyond its share of the cap.
-    server = await startServer({ args: ['--handshake-timeout', '2s', '--max-connections', '3'], workers: 1 });
+    server = await startServer({
+      args: ['--handshake-timeout', '2s', '--max-connections', '3'],
+      workers: 1,
+      host,
+    });
   });
   after(async () => {
     await closeAll(clients);
@@ -248,11 +256,11 @@ describe('connection cap (--max-connections 3)', () => {
   it('the 4th connection gets ERROR SERVER_FULL (ref = a reconnect delay) and is closed; a freed slot is usable', async () => {
     const held: WireClient[] = [];
     for (let i = 0; i < 3; i++) {
-      const { client } = await session(portOf(server), `cap-u${i}`, 'phone');
+      const { client } = await session(portOf(server), `cap-u${i}`, 'phone', { host });
       held.push(client);
       clients.push(client);
     }
-    const extra = await connect(portOf(server), 'cap-extra');
+    const extra = await connect(portOf(server), 'cap-extra', { host });
     clients.push(extra);
     const err = await extra.expectError('SERVER_FULL');
     assert.ok(err.ref >= 0 && err.ref <= 10_000, `reconnect delay ${err.ref} ms is outside 0–10 s`);
@@ -263,7 +271,7 @@ describe('connection cap (--max-connections 3)', () => {
     await held[0]!.close();
     const deadline = Date.now() + 3000;
     for (;;) {
-      const c = await connect(portOf(server), 'cap-retry');
+      const c = await connect(portOf(server), 'cap-retry', { host });
       clients.push(c);
       c.sendHello('cap-u9', 'phone');
       const first = await c.expect(() => true);

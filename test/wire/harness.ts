@@ -105,6 +105,8 @@ export interface HelloOptions {
 }
 
 export interface ConnectOptions {
+  /** The server's loopback address (default HOST). */
+  host?: string;
   /** Bound of the TCP connect (and of the WebSocket upgrade), ms. */
   timeoutMs?: number;
   /** Keep our side open after the server's FIN (a peer that never closes), instead of closing too. TCP only. */
@@ -540,7 +542,11 @@ export class WireClient {
  */
 export async function connect(port: number, label?: string, opts: ConnectOptions = {}): Promise<WireClient> {
   if ((opts.transport ?? TRANSPORT) === 'ws') return connectWebSocket(port, label, opts);
-  const socket = net.createConnection({ host: HOST, port, allowHalfOpen: opts.halfOpen ?? false });
+  const socket = net.createConnection({
+    host: opts.host ?? HOST,
+    port,
+    allowHalfOpen: opts.halfOpen ?? false,
+  });
   const client = new WireClient(socket, label, opts.halfOpen ?? false);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
@@ -579,7 +585,7 @@ export async function connectWebSocket(
   // The server's handshake deadline runs from the TCP accept: so does connectedAt (taken just before).
   const connectedAt = Date.now();
   const ws = new WebSocket(
-    `ws://${HOST}:${port}${opts.path ?? WS_PATH}`,
+    `ws://${opts.host ?? HOST}:${port}${opts.path ?? WS_PATH}`,
     opts.protocols ?? [WS_SUBPROTOCOL],
     {
       perMessageDeflate: false,
@@ -612,9 +618,9 @@ export async function session(
   port: number,
   user: string,
   device: string,
-  opts: HelloOptions & { transport?: Transport } = {},
+  opts: HelloOptions & { transport?: Transport; host?: string } = {},
 ): Promise<{ client: WireClient; welcome: WelcomeFrame }> {
-  const client = await connect(port, `${user}/${device}`, { transport: opts.transport });
+  const client = await connect(port, `${user}/${device}`, { transport: opts.transport, host: opts.host });
   const welcome = await client.hello(user, device, opts);
   return { client, welcome };
 }
