@@ -28,7 +28,7 @@ import type { ChildMessage, GeneratorConfig, GeneratorStats, ParentMessage } fro
 import { forkGenerator, generatorExit } from './lib/child-exit.js';
 import { intFlag } from './lib/flags.js';
 import { measuredServerRoots, settledTreeRss, totalRss, treeRss } from './lib/proc.js';
-import { bytes, int, round, ThrottledProgress } from './lib/report.js';
+import { bytes, int, round, summaryText, ThrottledProgress } from './lib/report.js';
 
 // ------------------------------------------------------------------ options and plan
 
@@ -602,16 +602,14 @@ export function summaryTable(r: ConnectionsResult): string {
   }
   rows.push(['generator CPU', `${r.generatorCpuSeconds} s over ${r.generatorProcesses} process(es)`]);
   if (r.portRetries > 0) rows.push(['ports retried', int(r.portRetries)]);
-  const width = Math.max(...rows.map(([k]) => k.length));
   const rate = r.rate > 0 ? `${int(r.rate)} connects/s` : 'unlimited';
-  return [
+  return summaryText(
     `Switchboard connections benchmark: ${int(r.count)} clients → ${r.target}; ` +
       `${r.generatorProcesses} generator process(es), ${r.sources.length} source address(es) ` +
       `(${r.sources.length > 3 ? `${r.sources.slice(0, 3).join(', ')}, …` : r.sources.join(', ')}), ` +
       `rate ${rate}, ≤ ${r.concurrencyPerProcess} connects in progress per process; ${r.cores} cores shared`,
-    ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
-    ...r.warnings.map((w) => `  warning: ${w}`),
-    ...r.generatorErrors.map((w) => `  error: ${w}`),
-    '',
-  ].join('\n');
+    rows,
+    r.warnings,
+    r.generatorErrors.map((w) => `  error: ${w}`),
+  );
 }

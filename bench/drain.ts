@@ -21,7 +21,7 @@ import { parseTarget } from './connections.js';
 import { intFlag } from './lib/flags.js';
 import { loadAverage } from './lib/machine.js';
 import { measuredServerRoots, type TreeCpu, treesCpu } from './lib/proc.js';
-import { bucketSeconds, endProgress, int, progress, round } from './lib/report.js';
+import { bucketSeconds, endProgress, int, progress, round, summaryText } from './lib/report.js';
 import { Conn, describeFrame } from './lib/sbp-conn.js';
 import { nowNs } from './lib/throughput.js';
 import { commandText, type ReportInput, ratePoints } from './report-html.js';
@@ -391,14 +391,11 @@ export function drainSummary(r: DrainResult): [string, string][] {
 }
 
 export function drainTable(r: DrainResult): string {
-  const rows = drainSummary(r);
-  const width = Math.max(...rows.map(([k]) => k.length));
-  return [
+  return summaryText(
     `Switchboard drain benchmark → ${r.target}; ${r.cores} cores shared, Node ${r.node}`,
-    ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
-    ...r.warnings.map((w) => `  warning: ${w}`),
-    '',
-  ].join('\n');
+    drainSummary(r),
+    r.warnings,
+  );
 }
 
 export function drainReport(r: DrainResult, command = commandText()): ReportInput {

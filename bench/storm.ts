@@ -57,7 +57,7 @@ import {
 } from './lib/latency.js';
 import { loadAverage } from './lib/machine.js';
 import { readProcessTable, serverRootsForPort } from './lib/proc.js';
-import { endProgress, int, progress, round } from './lib/report.js';
+import { endProgress, int, progress, round, summaryText } from './lib/report.js';
 import { Conn, mapLimit } from './lib/sbp-conn.js';
 import { nowNs } from './lib/throughput.js';
 import { commandText, type ReportInput } from './report-html.js';
@@ -906,14 +906,11 @@ export function stormSummary(r: StormResult): [string, string][] {
 }
 
 export function stormTable(r: StormResult): string {
-  const rows = stormSummary(r);
-  const width = Math.max(...rows.map(([k]) => k.length));
-  return [
+  return summaryText(
     `Switchboard storm benchmark → ${r.target}; ${r.cores} cores shared, Node ${r.node}`,
-    ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
-    ...r.warnings.map((w) => `  warning: ${w}`),
-    '',
-  ].join('\n');
+    stormSummary(r),
+    r.warnings,
+  );
 }
 
 export function stormReport(r: StormResult, command = commandText()): ReportInput {

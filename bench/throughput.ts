@@ -39,7 +39,7 @@ import {
 import type { EncodedLoadResult, FromLoadWorker, ToLoadWorker } from './lib/load-worker.js';
 import { loadAverage } from './lib/machine.js';
 import { type MachineCpu, machineCpu, measuredServerRoots, type TreeCpu, treesCpu } from './lib/proc.js';
-import { endProgress, int, progress, round } from './lib/report.js';
+import { endProgress, int, progress, round, summaryText } from './lib/report.js';
 import { type LoadConfig, type LoadMode, type LoadProgress, LoadRun } from './lib/throughput.js';
 import { commandText, type ReportInput, ratePoints } from './report-html.js';
 
@@ -641,14 +641,11 @@ export function throughputSummary(r: ThroughputScenarioResult): [string, string]
 }
 
 export function throughputTable(r: ThroughputScenarioResult): string {
-  const rows = throughputSummary(r);
-  const width = Math.max(...rows.map(([k]) => k.length));
-  return [
+  return summaryText(
     `Switchboard throughput benchmark → ${r.target}; ${r.cores} cores shared, Node ${r.node}`,
-    ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
-    ...r.warnings.map((w) => `  warning: ${w}`),
-    '',
-  ].join('\n');
+    throughputSummary(r),
+    r.warnings,
+  );
 }
 
 export function throughputReport(r: ThroughputScenarioResult, command = commandText()): ReportInput {

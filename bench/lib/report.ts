@@ -128,3 +128,23 @@ export function labelledMarkdownTable(columns: readonly string[], rows: string[]
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
 }
+
+/**
+ * A scenario's end-of-run summary: its title, then one `name  value` line per row (names padded to one
+ * width), then the warnings and any further notes (e.g. `error: …`), and a closing blank line.
+ */
+export function summaryText(
+  title: string,
+  rows: readonly (readonly [string, string])[],
+  warnings: readonly string[],
+  notes: readonly string[] = [],
+): string {
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return [
+    title,
+    ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
+    ...warnings.map((w) => `  warning: ${w}`),
+    ...notes,
+    '',
+  ].join('\n');
+}
