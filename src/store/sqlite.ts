@@ -9,7 +9,7 @@
  * OS's hands when COMMIT returns, so it survives kill -9 of the process, not a power cut), `'full'` runs
  * `synchronous=FULL` (one fsync of the WAL per commit batch, so it also survives power loss).
  *
- * Data format (schema version 6, in PRAGMA user_version; `meta` records the shard index and count):
+ * Data format (schema version 7, in PRAGMA user_version; `meta` records the shard index and count):
  * - `inbox`: a row per user some of whose messages are gone — `purged_through`: every seq at or below it
  *   has been removed as acknowledged; `last_seq`: the highest seq of a message removed as expired. With
  *   the seqs of the rows, they give the highest seq ever assigned (seqs are never reused); that and each
@@ -22,9 +22,10 @@
  *   with time, so inserts stay on its last pages): a message removed because every recent device
  *   acknowledged it stays as a *tombstone* until it is older than the retention period, when the row goes
  *   for good. A message can never outlive its retention, and its id only needs remembering that long, so
- *   one row and one ts index serve both, and an append costs one insert instead of two. The tombstones
- *   are the rows with seq ≤ `purged_through` (their payload NULLed only when large: TOMBSTONE_MIN_BYTES);
- *   the live messages are the rest.
+ *   one row serves both, and an append costs one insert instead of two. There is no index on `ts`: the
+ *   sweep reads the expired rows from the head of the log (expiry-order.ts). The tombstones are the
+ *   rows with seq ≤ `purged_through` (their payload NULLed only when large: TOMBSTONE_MIN_BYTES); the
+ *   live messages are the rest.
  * - `device`: one row per (user, device) — `acked_seq` (the cursor), `last_seen` (last HELLO) and
  *   `ack_pending`, set when an ack may let the retention sweep remove messages (a partial index lists
  *   exactly those users, so the sweep never scans inboxes that have nothing to do).
@@ -33,6 +34,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { OncePerTurn } from '../util/once-per-turn.js';
+import { ExpiryOrder, type LogRow } from './expiry-order.js';
 import { InboxCounterTable } from './inbox-counters.js';
 import {
   type AppendRequest,
@@ -71,7 +73,7 @@ export interface SqliteInboxStoreOptions {
 }
 
 /** Version of the schema below, kept in PRAGMA user_version; a newer file is refused, not guessed at. */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 /** The file name of shard `index`: shard-00.db, shard-01.db, … (three digits from shard 100 on). */
 export function shardFileName(index: number): string {
@@ -182,6 +184,15 @@ ALTER TABLE inbox DROP COLUMN bytes;
  */
 
 /**
+ * Version 7 drops the index on the message's timestamp: the retention sweep reads the expired rows from
+ * the head of the log, in row-id order (expiry-order.ts). One B-tree insert less per stored copy: pinned,
+ * 3.6 % less server CPU per message at saturation, 8 % less at 5 000 msg/s.
+ */
+const SCHEMA_V7 = `
+DROP INDEX message_ts;
+`;
+
+/**
  * An acknowledged message's payload is set to NULL only from this size on: with 4 KiB pages a row
  * passes the 4 061 bytes a leaf page holds locally at about this payload and spills into overflow
  * pages, which the NULL returns to the file's free list for later appends to reuse. A smaller one lies
@@ -225,7 +236,12 @@ const SQL = {
     ON CONFLICT (user, device) DO UPDATE SET acked_seq = excluded.acked_seq, ack_pending = 1
       WHERE excluded.acked_seq > acked_seq`,
   // Retention sweep.
-  expired: 'SELECT id, user, seq, length(payload) AS size FROM message WHERE ts < ? ORDER BY ts LIMIT ?',
+  // The log in row-id order, for the retention sweep (expiry-order.ts): a run's rows, a few hundred at a
+  // time; on open every timestamp, and the id of the i-th row where a run starts.
+  logRange: `SELECT id, user, seq, ts, length(payload) AS size FROM message WHERE id > ? AND id < ?
+    ORDER BY id LIMIT 512`,
+  allTimestamps: 'SELECT ts FROM message ORDER BY id',
+  idAt: 'SELECT id FROM message ORDER BY id LIMIT 1 OFFSET ?',
   deleteMessage: 'DELETE FROM message WHERE id = ?',
   inboxExpired: `INSERT INTO inbox (user, last_seq, purged_through) VALUES (?, ?, 0)
     ON CONFLICT (user) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)`,
@@ -311,6 +327,7 @@ class StagedChanges {
   readonly addUsers: string[] = [];
   readonly addSeqs: number[] = [];
   readonly addIds: number[] = [];
+  readonly addTs: number[] = [];
   /** Receipt sources of appended direct messages, by row id (for the receipt cache). */
   readonly sourceIds: number[] = [];
   readonly sources: ReceiptSource[] = [];
@@ -321,14 +338,16 @@ class StagedChanges {
   readonly expiredUsers: string[] = [];
   readonly expiredSeqs: number[] = [];
 
-  applyTo(index: LiveIndex, receipts: ReceiptSourceCache): void {
+  applyTo(index: LiveIndex, receipts: ReceiptSourceCache, expiry: ExpiryOrder): void {
     // Removals first: they concern committed seqs, below every seq this batch added.
     for (let i = 0; i < this.purgedUsers.length; i++)
       index.removeThrough(this.purgedUsers[i]!, this.purgedThrough[i]!);
     for (let i = 0; i < this.expiredUsers.length; i++)
       index.remove(this.expiredUsers[i]!, this.expiredSeqs[i]!);
-    for (let i = 0; i < this.addUsers.length; i++)
+    for (let i = 0; i < this.addUsers.length; i++) {
       index.add(this.addUsers[i]!, this.addSeqs[i]!, this.addIds[i]!);
+      expiry.appended(Math.abs(this.addIds[i]!), this.addTs[i]!);
+    }
     for (let i = 0; i < this.sourceIds.length; i++) receipts.add(this.sourceIds[i]!, this.sources[i]!);
     this.clear();
   }
@@ -337,6 +356,7 @@ class StagedChanges {
     this.addUsers.length = 0;
     this.addSeqs.length = 0;
     this.addIds.length = 0;
+    this.addTs.length = 0;
     this.sourceIds.length = 0;
     this.sources.length = 0;
     this.purgedUsers.length = 0;
@@ -344,6 +364,13 @@ class StagedChanges {
     this.expiredUsers.length = 0;
     this.expiredSeqs.length = 0;
   }
+}
+
+/** A row the retention sweep may delete: `size` is null for a tombstone whose payload was dropped. */
+interface ExpiringRow extends LogRow {
+  user: string;
+  seq: number;
+  size: number | null;
 }
 
 /** One shard file: its connection, prepared statements and the ops queued for the next commit. */
@@ -355,6 +382,8 @@ class Shard {
   private readonly live = new LiveIndex();
   /** Receipt fields of recent direct messages by row id (receipt-cache.ts). */
   private readonly receipts = new ReceiptSourceCache(RECEIPT_CACHE_ENTRIES);
+  /** How the sweep finds expired rows without an index on ts (expiry-order.ts). */
+  private readonly expiry = new ExpiryOrder();
   private readonly staged = new StagedChanges();
   /** Scratch arrays for LiveIndex.range (reads are synchronous, one at a time). */
   private readonly seqs: number[] = [];
@@ -389,6 +418,11 @@ class Shard {
     }
     for (const [user, seq] of s.allRemovedThrough.raw(true).iterate() as IterableIterator<[string, number]>)
       this.counters.raiseLastSeq(user, seq);
+    // Timestamps alone, no row array each: ≈ 0.2 s per million rows here, 3–4 × that with their ids.
+    this.expiry.rebuild(
+      s.allTimestamps.pluck().iterate() as IterableIterator<number>,
+      (position) => s.idAt.pluck().get(position) as number,
+    );
     this.batchTx = db.transaction((ops: Op[]) => this.runBatch(ops)).immediate;
     this.purgeTx = db.transaction((cutoff: number, budget: number) =>
       this.runPurge(cutoff, budget),
@@ -408,7 +442,7 @@ class Shard {
     try {
       this.batchTx(ops);
       this.counters.commit();
-      this.staged.applyTo(this.live, this.receipts);
+      this.staged.applyTo(this.live, this.receipts, this.expiry);
     } catch (err) {
       // Rolled back: the counters and the live index as they were.
       this.counters.rollback();
@@ -473,6 +507,7 @@ class Shard {
           const id = Number(lastInsertRowid);
           const receiptSource = r.to === r.inbox && r.from !== r.inbox;
           staged.addIds.push(liveId(id, receiptSource));
+          staged.addTs.push(r.timestamp);
           if (receiptSource) {
             staged.sourceIds.push(id);
             staged.sources.push({ seq, from: r.from, fromDevice: r.fromDevice, clientMsgId: r.clientMsgId });
@@ -615,7 +650,7 @@ class Shard {
     try {
       const work = this.purgeTx(cutoff, budget);
       this.counters.commit();
-      this.staged.applyTo(this.live, this.receipts);
+      this.staged.applyTo(this.live, this.receipts, this.expiry);
       return work;
     } catch (err) {
       this.counters.rollback();
@@ -628,13 +663,12 @@ class Shard {
     const s = this.s;
     let work = 0;
 
-    // 1. Messages and dedupe entries (tombstones) older than the retention period.
-    const expired = s.expired.all(cutoff, budget) as {
-      id: number;
-      user: string;
-      seq: number;
-      size: number | null;
-    }[];
+    // 1. Messages and dedupe entries (tombstones) older than the retention period, from the log's head.
+    const expired = this.expiry.expired(
+      (after, before) => s.logRange.all(after, before) as ExpiringRow[],
+      cutoff,
+      budget,
+    );
     if (expired.length > 0) {
       for (const row of expired) {
         s.deleteMessage.run(row.id);
@@ -794,6 +828,7 @@ function openShardFile(
       if (version < 4) db.exec(SCHEMA_V4); // copies the message table: 2.5 s per million messages here
       if (version < 5) db.exec(SCHEMA_V5); // rewrites the inbox table: 0.6 s per million users here
       // Version 6 rewrites nothing (see TOMBSTONE_MIN_BYTES): user_version alone moves on.
+      if (version < 7) db.exec(SCHEMA_V7); // drops one index
       if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
       const meta = new Map(
         (db.prepare('SELECT key, value FROM meta').all() as { key: string; value: unknown }[]).map((r) => [

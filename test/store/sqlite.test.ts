@@ -524,6 +524,40 @@ describe('SqliteInboxStore', () => {
     }
   });
 
+  it('expires exactly the messages stamped before the cutoff when they were stored out of that order, after a reopen too', async () => {
+    const caps = { ...DEFAULT_CAPS, retentionMs: 1_000 };
+    const t0 = Date.now();
+    // Stored in this order (seqs 1–8), stamped a little out of order (as own copies are), the last by a
+    // clock stepped back by a minute.
+    const stamps = [60_050, 60_010, 60_060, 60_010, 60_080, 60_070, 60_020, 5_000];
+    let store = await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps });
+    const reopen = async () => {
+      await store.close();
+      store = await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps });
+    };
+    const waiting = async () => (await store.read('alice', 0, 10)).map((m) => m.seq);
+    const sweep = async (cutoff: number) => {
+      for (let steps = 0; (await store.purge(t0 + cutoff + 1_000, 1)) > 0; steps++) {
+        assert.ok(steps < 20, 'the sweep does not end');
+      }
+    };
+    try {
+      await store.append(stamps.map((dt, i) => ({ ...message('alice', i + 1), timestamp: t0 + dt })));
+      await sweep(6_000); // only the one stamped a minute back, behind seven that are not due
+      assert.deepEqual(await waiting(), [1, 2, 3, 4, 5, 6, 7]);
+      await reopen();
+      await sweep(60_015);
+      assert.deepEqual(await waiting(), [1, 3, 5, 6, 7]);
+      await sweep(60_065);
+      assert.deepEqual(await waiting(), [5, 6]);
+      await reopen();
+      await sweep(60_075);
+      assert.deepEqual(await waiting(), [5]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('forgets dedupe entries once they are older than the retention period, and keeps the counts right', async () => {
     const caps = { maxMessages: 2, maxBytes: 1_000_000, retentionMs: 1_000 };
     const store = await SqliteInboxStore.open({ dir, shardCount: 1, durability: 'normal', caps });
