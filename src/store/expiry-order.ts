@@ -25,8 +25,15 @@ export interface LogRow {
   ts: number;
 }
 
-/** Reads up to a few rows with `afterId` < id < `beforeId`, in row-id order. */
-export type ReadLog<R extends LogRow> = (afterId: number, beforeId: number) => readonly R[];
+/** Reads up to `limit` rows with `afterId` < id < `beforeId`, in row-id order. */
+export type ReadLog<R extends LogRow> = (afterId: number, beforeId: number, limit: number) => readonly R[];
+
+/**
+ * Rows read at a time: few at first (a sweep with nothing to expire reads one row a run), then more, up
+ * to the most.
+ */
+const FIRST_READ_ROWS = 16;
+const MOST_READ_ROWS = 512;
 
 export class ExpiryOrder {
   private slack = 0;
@@ -72,8 +79,9 @@ export class ExpiryOrder {
       const end = r + 1 < this.starts.length ? this.starts[r + 1]! : Number.MAX_SAFE_INTEGER;
       let after = this.starts[r]! - 1;
       let empty = true;
-      scan: for (;;) {
-        const rows = read(after, end);
+      let limit = FIRST_READ_ROWS;
+      scan: for (; ; limit = Math.min(2 * limit, MOST_READ_ROWS)) {
+        const rows = read(after, end, limit);
         if (rows.length === 0) break;
         empty = false;
         for (const row of rows) {

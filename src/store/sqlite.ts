@@ -236,10 +236,10 @@ const SQL = {
     ON CONFLICT (user, device) DO UPDATE SET acked_seq = excluded.acked_seq, ack_pending = 1
       WHERE excluded.acked_seq > acked_seq`,
   // Retention sweep.
-  // The log in row-id order, for the retention sweep (expiry-order.ts): a run's rows, a few hundred at a
-  // time; on open every timestamp, and the id of the i-th row where a run starts.
+  // The log in row-id order, for the retention sweep (expiry-order.ts): a run's rows, some at a time; on
+  // open every timestamp, and the id of the i-th row where a run starts.
   logRange: `SELECT id, user, seq, ts, length(payload) AS size FROM message WHERE id > ? AND id < ?
-    ORDER BY id LIMIT 512`,
+    ORDER BY id LIMIT ?`,
   allTimestamps: 'SELECT ts FROM message ORDER BY id',
   idAt: 'SELECT id FROM message ORDER BY id LIMIT 1 OFFSET ?',
   deleteMessage: 'DELETE FROM message WHERE id = ?',
@@ -665,7 +665,7 @@ class Shard {
 
     // 1. Messages and dedupe entries (tombstones) older than the retention period, from the log's head.
     const expired = this.expiry.expired(
-      (after, before) => s.logRange.all(after, before) as ExpiringRow[],
+      (after, before, limit) => s.logRange.all(after, before, limit) as ExpiringRow[],
       cutoff,
       budget,
     );

@@ -8,10 +8,13 @@ class Log {
   rows: LogRow[] = [];
   reads = 0;
 
-  read = (after: number, before: number): LogRow[] => {
+  read = (after: number, before: number, limit: number): LogRow[] => {
     this.reads++;
-    return this.rows.filter((r) => r.id > after && r.id < before).slice(0, 3);
+    return this.rows.filter((r) => r.id > after && r.id < before).slice(0, Math.min(limit, this.readMost));
   };
+
+  /** Fewer than the order asks for, so that reads end and resume inside runs. */
+  constructor(private readonly readMost = 3) {}
 
   append(order: ExpiryOrder, stamps: number[]): void {
     for (const ts of stamps) {
@@ -63,15 +66,22 @@ describe('ExpiryOrder', () => {
     assert.equal(order.runCount, 1);
   });
 
-  it('stops reading at the first row stamped past cutoff + slack', () => {
+  it('stops reading at the first row stamped past cutoff + slack, reading few rows first', () => {
     const order = new ExpiryOrder();
-    const log = new Log();
+    const log = new Log(Number.POSITIVE_INFINITY);
     log.append(
       order,
-      Array.from({ length: 300 }, (_, i) => 1_000 + i),
+      Array.from({ length: 3_000 }, (_, i) => 1_000 + i),
     );
-    order.expired(log.read, 1_005, 100);
-    assert.ok(log.reads <= 3, `${log.reads} reads for the first 6 rows`);
+    let asked = 0;
+    const read = (after: number, before: number, limit: number) => {
+      asked += limit;
+      return log.read(after, before, limit);
+    };
+    assert.equal(order.expired(read, 1_005, 100).length, 5);
+    assert.deepEqual([log.reads, asked], [1, 16]);
+    assert.equal(order.expired(read, 2_000, 2_000).length, 1_000);
+    assert.ok(asked < 2_000, `${asked} rows asked for 1 001`);
   });
 
   it('rebuilds the runs and the slack it built while appending', () => {
