@@ -13,7 +13,9 @@
  * are as many as such clock steps among the rows kept: a handful.
  *
  * Built as rows are appended; rebuilt on open from the log in row-id order, over the rows that remain
- * (only the sweep deletes rows, and fewer rows only make runs and slack tighter).
+ * (only the sweep deletes rows, and fewer rows only make runs and slack tighter). A new row's id is one
+ * above the highest remaining (SQLite's rowid), so ids below a run's start come back only once that run
+ * is empty.
  */
 
 /** Lateness beyond which a row starts a new run instead of widening the slack, ms. */
@@ -44,6 +46,15 @@ export class ExpiryOrder {
 
   /** A row appended to the log, in row-id order. */
   appended(id: number, ts: number): void {
+    const starts = this.starts;
+    if (starts.length > 0 && id < starts[starts.length - 1]!) {
+      // SQLite gives a new row max(id) + 1, so ids are used again once the rows above them are gone (all
+      // of them, when every row has expired): the runs from here up are empty, and this row starts one.
+      while (starts.length > 0 && starts[starts.length - 1]! >= id) starts.pop();
+      starts.push(id);
+      this.runMaxTs = ts;
+      return;
+    }
     this.next(ts, () => id);
   }
 

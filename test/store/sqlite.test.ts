@@ -553,6 +553,12 @@ describe('SqliteInboxStore', () => {
       await reopen();
       await sweep(60_075);
       assert.deepEqual(await waiting(), [5]);
+      // Emptied, the log gives its ids out again from 1: those rows expire too.
+      await sweep(60_100);
+      await store.append([{ ...message('alice', 9), timestamp: t0 + 70_000 }]);
+      assert.deepEqual(await waiting(), [9]);
+      await sweep(70_001);
+      assert.deepEqual(await waiting(), []);
     } finally {
       await store.close();
     }
