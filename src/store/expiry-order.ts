@@ -55,7 +55,7 @@ export class ExpiryOrder {
       this.runMaxTs = ts;
       return;
     }
-    this.next(ts, () => id);
+    if (this.startsRun(ts)) starts.push(id);
   }
 
   /**
@@ -65,8 +65,8 @@ export class ExpiryOrder {
   rebuild(timestamps: Iterable<number>, idAt: (position: number) => number): void {
     let position = 0;
     for (const ts of timestamps) {
-      const at = position++;
-      this.next(ts, () => idAt(at));
+      if (this.startsRun(ts)) this.starts.push(idAt(position));
+      position++;
     }
   }
 
@@ -109,18 +109,18 @@ export class ExpiryOrder {
     return found;
   }
 
-  private next(ts: number, id: () => number): void {
+  /** Takes the next row's timestamp (in row-id order) into the last run; true when it starts a run. */
+  private startsRun(ts: number): boolean {
     if (ts >= this.runMaxTs) {
-      if (this.starts.length === 0) this.starts.push(id());
       this.runMaxTs = ts;
-      return;
+      return this.starts.length === 0;
     }
     const lateness = this.runMaxTs - ts;
     if (lateness > NEW_RUN_LATENESS_MS) {
-      this.starts.push(id());
       this.runMaxTs = ts;
-    } else if (lateness > this.slack) {
-      this.slack = lateness;
+      return true;
     }
+    if (lateness > this.slack) this.slack = lateness;
+    return false;
   }
 }
