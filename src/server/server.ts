@@ -401,17 +401,22 @@ export class SwitchboardServer {
     return Math.floor(Math.random() * this.opts.limits.reconnectSpreadMs);
   }
 
-  /** Retention: small bounded batches, yielding to the event loop between them. */
+  /**
+   * Retention: small bounded batches, yielding to the event loop between them. Every batch of a sweep
+   * asks with the time the sweep began, so that the store goes on from where the last batch stopped
+   * (what comes due meanwhile waits for the next sweep).
+   */
   private startPurgeSweep(): void {
     const interval = this.opts.purgeIntervalMs ?? 60_000;
     if (interval <= 0) return; // another process sweeps this store
     let running = false;
+    let now = 0;
     const step = (): void => {
       if (this.shuttingDown) {
         running = false;
         return;
       }
-      this.opts.store.purge(Date.now(), 500).then(
+      this.opts.store.purge(now, 500).then(
         (removed) => {
           if (removed > 0) setImmediate(step);
           else running = false;
@@ -425,6 +430,7 @@ export class SwitchboardServer {
     this.purgeTimer = setInterval(() => {
       if (!running) {
         running = true;
+        now = Date.now();
         step();
       }
     }, interval);

@@ -97,7 +97,8 @@ export interface InboxStore {
   /**
    * One bounded step of the retention sweep at time `now`: removes at most `maxMessages` messages that
    * are older than the retention period or acknowledged by every device seen within it. Returns how
-   * many it removed (0 = nothing left to do now).
+   * many it removed (0 = nothing left to do now). A sweep asks with one `now` for all its steps, and a
+   * store may go on from where its last step at that `now` stopped.
    */
   purge(now: number, maxMessages: number): Promise<number>;
   /**

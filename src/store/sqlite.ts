@@ -657,6 +657,7 @@ class Shard {
     } catch (err) {
       this.counters.rollback();
       this.staged.clear();
+      this.expiry.forgetScan(); // the rows it found are still there
       throw err;
     }
   }

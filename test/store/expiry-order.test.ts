@@ -53,16 +53,19 @@ describe('ExpiryOrder', () => {
     assert.equal(order.runCount, 1);
     // Everything before 1 055, in row-id order; the read stops at 1 055 + 30.
     assert.deepEqual(ids(order.expired(log.read, 1_055, 10)), [1, 2, 3]);
+    order.forgetScan(); // not deleted: the next call must read from the heads again
     assert.deepEqual(ids(order.expired(log.read, 1_055, 2)), [1, 2]);
+    order.forgetScan();
     // The clock steps back: a second run, read from its own head.
     log.append(order, [1_080 - NEW_RUN_LATENESS_MS - 1, 1_080 - NEW_RUN_LATENESS_MS + 5]);
     assert.equal(order.slackMs, 30);
     assert.equal(order.runCount, 2);
     assert.deepEqual(ids(order.expired(log.read, 1_000, 10)), [6, 7]);
+    order.forgetScan();
     assert.deepEqual(log.sweep(order, 1_100, 10), [1, 2, 3, 4, 5, 6, 7]);
     // The next sweep finds the first run empty and forgets it; the last stays for the rows to come.
     assert.equal(order.runCount, 2);
-    assert.deepEqual(log.sweep(order, 1_100, 10), []);
+    assert.deepEqual(log.sweep(order, 1_101, 10), []);
     assert.equal(order.runCount, 1);
   });
 
@@ -82,6 +85,68 @@ describe('ExpiryOrder', () => {
     assert.deepEqual([log.reads, asked], [1, 16]);
     assert.equal(order.expired(read, 2_000, 2_000).length, 1_000);
     assert.ok(asked < 2_000, `${asked} rows asked for 1 001`);
+  });
+
+  it('goes on from where the last call at the same cutoff stopped, not reading again what is not due', () => {
+    const order = new ExpiryOrder();
+    const log = new Log(Number.POSITIVE_INFINITY);
+    // A row every 100 ms, each followed by one 9 s late: 180 rows between the cutoff and cutoff + slack.
+    const stamps: number[] = [];
+    for (let t = 1_000_000; t < 1_100_000; t += 100) stamps.push(t, t - 9_000);
+    log.append(order, stamps);
+    assert.equal(order.slackMs, 9_000);
+    const cutoff = 1_050_000;
+    const due = log.rows.filter((r) => r.ts < cutoff).length;
+    const timesRead = new Map<number, number>();
+    const counting = (after: number, before: number, limit: number) => {
+      const rows = log.read(after, before, limit);
+      for (const r of rows) timesRead.set(r.id, (timesRead.get(r.id) ?? 0) + 1);
+      return rows;
+    };
+    let steps = 0;
+    for (; ; steps++) {
+      const got = order.expired(counting, cutoff, 5);
+      log.rows = log.rows.filter((r) => !got.some((g) => g.id === r.id));
+      if (got.length === 0) break;
+    }
+    assert.ok(steps >= 200, `${steps} steps`);
+    assert.ok(log.rows.every((r) => r.ts >= cutoff));
+    assert.equal(log.rows.length, stamps.length - due);
+    // A row not due is read by the step that passes it, and perhaps by the first reads (16 rows) of the
+    // steps before it that took their 5 rows short of it: not by every step after it.
+    const notDue = log.rows.map((r) => timesRead.get(r.id) ?? 0);
+    assert.ok(Math.max(...notDue) <= 4, `a row not due read ${Math.max(...notDue)} times in ${steps} steps`);
+    // A row appended below the scan's stop (the clock stepped back) is found by the same scan.
+    log.append(order, [cutoff - 1]);
+    const late = log.rows.at(-1)!.id;
+    assert.deepEqual(log.sweep(order, cutoff, 5), [late]);
+  });
+
+  it('lets the slack shrink again once the rows that widened it are gone', () => {
+    const order = new ExpiryOrder();
+    const log = new Log();
+    let clock = 1_000_000;
+    const tick = (lateMs: number) => {
+      clock += 1_000;
+      log.append(order, [clock, clock - lateMs]);
+    };
+    for (let i = 0; i < 10; i++) tick(40);
+    tick(4_000); // a stall: one row 4 s late
+    for (let i = 0; i < 10; i++) tick(40);
+    assert.equal(order.slackMs, 4_000);
+    // A sweep that leaves every row: the stall's row is kept, so is its slack.
+    log.sweep(order, 1_000_000, 100);
+    assert.equal(order.slackMs, 4_000);
+    // Every row up to the stall's gone, then every row appended before that sweep: the slack is back to
+    // what the rows left were appended with.
+    for (let i = 0; i < 10; i++) tick(30);
+    while (log.sweep(order, clock - 5_000, 7).length > 0);
+    log.sweep(order, clock - 4_999, 7);
+    for (let i = 0; i < 10; i++) tick(20);
+    while (log.sweep(order, clock - 15_000, 7).length > 0);
+    log.sweep(order, clock - 14_999, 7);
+    assert.equal(order.slackMs, 30);
+    assert.ok(log.rows.every((r) => r.ts >= clock - 15_000));
   });
 
   it('rebuilds the runs and the slack it built while appending', () => {
@@ -125,6 +190,9 @@ describe('ExpiryOrder', () => {
           // Up to past every row: the ids of an emptied log start again at 1.
           sweep: fc.integer({ min: -3 * NEW_RUN_LATENESS_MS, max: 3 * NEW_RUN_LATENESS_MS }),
           budget: fc.integer({ min: 1, max: 6 }),
+          between: fc.array(fc.integer({ min: -3 * NEW_RUN_LATENESS_MS, max: 3 * NEW_RUN_LATENESS_MS }), {
+            maxLength: 3,
+          }),
         }),
         weight: 2,
       },
@@ -143,19 +211,17 @@ describe('ExpiryOrder', () => {
             );
           } else if ('sweep' in o) {
             // Steps until nothing is left to take: exactly the rows stamped before the cutoff.
+            // Rows may come between its steps (`between`), stamped around the clock, some due.
             const cutoff = clock + o.sweep;
-            const expired = ids(log.rows.filter((r) => r.ts < cutoff));
-            const taken: number[] = [];
-            for (;;) {
+            for (let k = 0; ; k++) {
               const got = log.sweep(order, cutoff, o.budget);
               assert.ok(got.length <= o.budget);
               if (got.length === 0) break;
-              taken.push(...got);
+              const stamp = o.between[k];
+              if (stamp !== undefined) log.append(order, [clock + stamp]);
             }
-            assert.deepEqual(
-              taken.sort((a, b) => a - b),
-              expired,
-            );
+            const left = log.rows.filter((r) => r.ts < cutoff);
+            assert.deepEqual(left, [], `due rows left: ${JSON.stringify(left)}`);
           } else {
             order = log.rebuilt();
           }
