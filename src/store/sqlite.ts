@@ -1002,15 +1002,8 @@ export class SqliteInboxStore implements InboxStore {
     if (this.closed) throw closedError();
     const bad = badCall.read(user, afterSeq, limit);
     if (bad !== null) throw new TypeError(bad);
-    const shard = this.shardFor(user);
-    if (shard instanceof Error) throw shard;
     const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
-    if (max === 0) return [];
-    try {
-      return shard.read(user, afterSeq, max);
-    } catch (err) {
-      throw unavailable(err);
-    }
+    return this.readShard(user, (shard) => (max === 0 ? [] : shard.read(user, afterSeq, max)));
   }
 
   async receiptSources(
@@ -1028,15 +1021,10 @@ export class SqliteInboxStore implements InboxStore {
     ) {
       throw new TypeError('receiptSources(user: string, afterSeq: number, upToSeq: number, limit: number)');
     }
-    const shard = this.shardFor(user);
-    if (shard instanceof Error) throw shard;
     const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
-    if (max === 0 || upToSeq <= afterSeq) return [];
-    try {
-      return shard.receiptSources(user, afterSeq, upToSeq, max);
-    } catch (err) {
-      throw unavailable(err);
-    }
+    return this.readShard(user, (shard) =>
+      max === 0 || upToSeq <= afterSeq ? [] : shard.receiptSources(user, afterSeq, upToSeq, max),
+    );
   }
 
   ack(user: string, device: string, seq: number): Promise<void> {
@@ -1054,13 +1042,7 @@ export class SqliteInboxStore implements InboxStore {
     if (this.closed) throw closedError();
     const bad = badCall.lastSeq(user);
     if (bad !== null) throw new TypeError(bad);
-    const shard = this.shardFor(user);
-    if (shard instanceof Error) throw shard;
-    try {
-      return shard.lastSeq(user);
-    } catch (err) {
-      throw unavailable(err);
-    }
+    return this.readShard(user, (shard) => shard.lastSeq(user));
   }
 
   join(group: string, user: string): Promise<void> {
@@ -1075,13 +1057,7 @@ export class SqliteInboxStore implements InboxStore {
     if (this.closed) throw closedError();
     const bad = badCall.members(group);
     if (bad !== null) throw new TypeError(bad);
-    const shard = this.shardFor(group);
-    if (shard instanceof Error) throw shard;
-    try {
-      return shard.members(group);
-    } catch (err) {
-      throw unavailable(err);
-    }
+    return this.readShard(group, (shard) => shard.members(group));
   }
 
   /** A join or leave, queued in the group's shard for this tick's commit. */
@@ -1159,6 +1135,17 @@ export class SqliteInboxStore implements InboxStore {
     return (
       this.byIndex[index] ?? new Error(`user ${JSON.stringify(user)} is in shard ${index}, not open here`)
     );
+  }
+
+  /** A synchronous read of `key`'s shard; a failure of the file is STORE_UNAVAILABLE. */
+  private readShard<T>(key: string, read: (shard: Shard) => T): T {
+    const shard = this.shardFor(key);
+    if (shard instanceof Error) throw shard;
+    try {
+      return read(shard);
+    } catch (err) {
+      throw unavailable(err);
+    }
   }
 
   private enqueue(shard: Shard, op: Op): void {
