@@ -71,15 +71,20 @@ export class ExpiryOrder {
   appended(id: number, ts: number): void {
     // A row the scan in progress may have passed, and would be due at its cutoff: scan again.
     if (ts < this.scanStop) this.forgetScan();
-    if (id >= this.nextId) this.nextId = id + 1;
+    if (id < this.nextId) {
+      // SQLite gives a new row max(id) + 1, so an id is used again once every row from it up is gone
+      // (all of them, when every row has expired). Every row appended before the generation turned then
+      // lies below this one: the generation may turn once the rows below it are gone.
+      this.forgetScan();
+      if (this.mark > id) this.mark = id;
+    }
+    this.nextId = id + 1;
     const starts = this.starts;
     if (starts.length > 0 && id < starts[starts.length - 1]!) {
-      // SQLite gives a new row max(id) + 1, so ids are used again once the rows above them are gone (all
-      // of them, when every row has expired): the runs from here up are empty, and this row starts one.
+      // The runs from here up are empty, and this row starts one.
       while (starts.length > 0 && starts[starts.length - 1]! >= id) starts.pop();
       starts.push(id);
       this.runMaxTs = ts;
-      this.forgetScan();
       return;
     }
     if (this.startsRun(ts)) starts.push(id);

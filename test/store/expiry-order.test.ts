@@ -149,6 +149,20 @@ describe('ExpiryOrder', () => {
     assert.ok(log.rows.every((r) => r.ts >= clock - 15_000));
   });
 
+  it('lets the slack shrink after the log was emptied and its row ids start again at 1', () => {
+    const order = new ExpiryOrder();
+    const log = new Log();
+    log.append(order, [1_000, 1_010, 1_020, 1_020 - 5_000, 1_030]);
+    assert.equal(order.slackMs, 5_000);
+    assert.equal(log.sweep(order, 10_000, 10).length, 5);
+    log.append(order, [20_000, 20_050, 20_030]);
+    assert.equal(log.rows[0]!.id, 1);
+    assert.equal(order.slackMs, 5_000);
+    // The rows appended before the log was emptied are gone: the next sweep turns the generation.
+    assert.deepEqual(log.sweep(order, 15_000, 10), []);
+    assert.equal(order.slackMs, 20);
+  });
+
   it('rebuilds the runs and the slack it built while appending', () => {
     const order = new ExpiryOrder();
     const log = new Log();
